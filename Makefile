@@ -1,0 +1,41 @@
+# fakelens: `make up` starts the embedded CPU stack, `make test` runs the tests.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MODEL ?=
+MODEL_FLAGS := $(if $(MODEL),--model $(MODEL),)
+export FAKELENS_DATA ?= $(abspath ../shared/data)
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: deps up test train tune evaluate export push-dashboards compose-config clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.deps: requirements.txt gateway/requirements.txt | $(PY)
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+deps: $(VENV)/.deps  ## Python packages (Prometheus: apt-get install prometheus; .ci/run does both)
+
+up: deps  ## the embedded stack: tritonserver + gateway + prometheus on this machine (Ctrl-C stops it)
+	$(PY) -m stack.launch
+
+test: deps  ## every test, starting the real processes on free loopback ports
+	$(PY) -m pytest -q tests
+
+train: deps  ## all three models (MODEL=baseline_cnn|tuned_cnn|resnet50 for one)
+	$(PY) -m training.train $(MODEL_FLAGS)
+
+tune: deps  ## the Optuna study for tuned_cnn (resumes; TRIALS=, TIMEOUT= seconds)
+	$(PY) -m training.tune --trials $(or $(TRIALS),24) $(if $(TIMEOUT),--timeout $(TIMEOUT),)
+
+export: deps  ## TorchScript + config.pbtxt into model_repository/
+	$(PY) -m training.export $(MODEL_FLAGS)
+
+evaluate: deps  ## the committed models on the full test split -> training/results/benchmark.json + plots
+	$(PY) -m training.evaluate
+
+clean:
+	rm -rf .run .cache

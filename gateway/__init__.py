@@ -1,0 +1,1 @@
+"""fakelens HTTP gateway: image upload -> all Triton models -> one verdict."""

@@ -1,0 +1,36 @@
+"""Application factory: `create_app(config)`; gunicorn runs `gateway.app:create_app()`."""
+from __future__ import annotations
+
+import time
+
+from flask import Flask, g, request
+
+from gateway import api, errors, health, pages
+from gateway.config import from_env
+from gateway.metrics import REQUEST_SECONDS
+from gateway.triton import Triton
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(__name__, static_folder="static", static_url_path="/static")
+    app.config.from_mapping(from_env())
+    if config:
+        app.config.update(config)
+    app.json.sort_keys = False
+    app.extensions["triton"] = Triton(app.config["TRITON_URL"], app.config["MODELS"], app.config["TRITON_TIMEOUT_S"])
+    for bp in (api.bp, health.bp, pages.bp):
+        app.register_blueprint(bp)
+    errors.register(app)
+
+    @app.before_request
+    def start_timer():
+        g.start = time.perf_counter()
+
+    @app.after_request
+    def observe(response):
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"  # bounded label values
+        REQUEST_SECONDS.labels(endpoint, request.method, str(response.status_code)).observe(
+            time.perf_counter() - g.get("start", time.perf_counter()))
+        return response
+
+    return app

@@ -1,0 +1,39 @@
+"""Gateway settings: defaults, overridden by FAKELENS_* environment variables, overridden by create_app(config)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULTS = {
+    "TRITON_URL": "127.0.0.1:8001",  # gRPC: measured faster than HTTP for 32x32 tensors
+    "MODELS": ["baseline_cnn", "tuned_cnn", "resnet50"],
+    "TRITON_TIMEOUT_S": 5.0,  # per model call; a slower model is reported missing, not waited for
+    "MAX_CONTENT_LENGTH": 20 * 1024 * 1024,  # bytes per request (Flask answers 413 beyond)
+    "MAX_PIXELS": 50_000_000,  # width x height of one upload; bigger is a decompression bomb
+    "MAX_BATCH_ITEMS": 32,
+    "THRESHOLD": 0.5,  # aggregated P(FAKE) at or above this is FAKE
+    "RESULTS_DIR": str(ROOT / "training" / "results"),  # benchmark.json and the training plots
+}
+
+# Environment variable -> (setting, parser)
+ENV = {
+    "FAKELENS_TRITON_URL": ("TRITON_URL", str),
+    "FAKELENS_MODELS": ("MODELS", lambda v: [m.strip() for m in v.split(",") if m.strip()]),
+    "FAKELENS_TRITON_TIMEOUT_S": ("TRITON_TIMEOUT_S", float),
+    "FAKELENS_MAX_UPLOAD_BYTES": ("MAX_CONTENT_LENGTH", int),
+    "FAKELENS_MAX_PIXELS": ("MAX_PIXELS", int),
+    "FAKELENS_MAX_BATCH_ITEMS": ("MAX_BATCH_ITEMS", int),
+    "FAKELENS_THRESHOLD": ("THRESHOLD", float),
+    "FAKELENS_RESULTS_DIR": ("RESULTS_DIR", str),
+}
+
+
+def from_env(environ: os._Environ | dict | None = None) -> dict:
+    environ = os.environ if environ is None else environ
+    cfg = dict(DEFAULTS)
+    for var, (key, parse) in ENV.items():
+        if environ.get(var):
+            cfg[key] = parse(environ[var])
+    return cfg

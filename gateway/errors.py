@@ -1,0 +1,39 @@
+"""Every error leaves the gateway as JSON with a reason, never as an HTML page or a traceback."""
+from __future__ import annotations
+
+from flask import Flask, current_app, jsonify
+from werkzeug.exceptions import HTTPException
+
+from gateway.metrics import ERRORS
+
+# Werkzeug's own errors -> our reason labels
+HTTP_REASONS = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, message: str, **extra):
+        super().__init__(message)
+        self.status, self.reason, self.message, self.extra = status, reason, message, extra
+
+
+def error_response(status: int, reason: str, message: str, **extra):
+    ERRORS.labels(reason).inc()
+    return jsonify({"error": reason, "message": message, **extra}), status
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(e: ApiError):
+        return error_response(e.status, e.reason, e.message, **e.extra)
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException):
+        message = e.description
+        if e.code == 413:
+            message = f"the upload is larger than {current_app.config['MAX_CONTENT_LENGTH']:,} bytes"
+        return error_response(e.code or 500, HTTP_REASONS.get(e.code, "bad_request"), message)
+
+    @app.errorhandler(Exception)
+    def unexpected(e: Exception):
+        current_app.logger.exception("unhandled error")
+        return error_response(500, "internal", "internal error; the gateway log has the details")

@@ -1,0 +1,71 @@
+"""Prometheus metrics of the gateway (multiprocess mode under gunicorn) and the benchmark gauges."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10)
+
+REQUEST_SECONDS = Histogram("fakelens_http_request_duration_seconds", "Gateway request latency",
+                            ["endpoint", "method", "status"], buckets=LATENCY_BUCKETS)
+TRITON_SECONDS = Histogram("fakelens_triton_call_duration_seconds", "Latency of one model's Triton call",
+                           ["model"], buckets=LATENCY_BUCKETS)
+VERDICTS = Counter("fakelens_verdicts_total", "Verdicts given, per model and for the ensemble",
+                   ["model", "verdict"])
+ERRORS = Counter("fakelens_errors_total", "Failed requests or model calls, by reason", ["reason"])
+DEGRADED = Counter("fakelens_degraded_answers_total", "Answers given without every model")
+UPLOAD_BYTES = Histogram("fakelens_upload_bytes", "Size of uploaded image files",
+                         buckets=(1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7, 3e7))
+IMAGES = Counter("fakelens_images_total", "Images classified", ["endpoint"])
+
+# Benchmark-table figure -> gauge name. One gauge per figure, labelled by model.
+BENCHMARK_GAUGES = {"f1": "fakelens_model_f1", "precision": "fakelens_model_precision",
+                    "recall": "fakelens_model_recall", "accuracy": "fakelens_model_accuracy",
+                    "roc_auc": "fakelens_model_roc_auc", "ece": "fakelens_model_ece",
+                    "train_seconds": "fakelens_model_train_seconds", "parameters": "fakelens_model_parameters"}
+
+
+def load_benchmark(results_dir: str | Path) -> dict:
+    """The benchmark table written by training/evaluate.py, or {} if there is none."""
+    path = Path(results_dir) / "benchmark.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+class BenchmarkCollector:
+    """Exports the benchmark table as gauges, read at scrape time (so no per-process state)."""
+
+    def __init__(self, results_dir: str | Path):
+        self.results_dir = results_dir
+
+    def collect(self):
+        rows = load_benchmark(self.results_dir).get("models", {})
+        for key, name in BENCHMARK_GAUGES.items():
+            g = GaugeMetricFamily(name, f"Benchmark table: {key} on the CIFAKE test split", labels=["model"])
+            for model, row in rows.items():
+                if isinstance(row.get(key), (int, float)):
+                    g.add_metric([model], float(row[key]))
+            yield g
+
+
+class _DefaultRegistry:
+    """Without gunicorn (tests, `flask run`) the metrics live in the default registry."""
+
+    def collect(self):
+        return REGISTRY.collect()
+
+
+def render(results_dir: str | Path) -> bytes:
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(_DefaultRegistry())
+    registry.register(BenchmarkCollector(results_dir))
+    return generate_latest(registry)

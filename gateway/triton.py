@@ -1,0 +1,124 @@
+"""Calls to Triton over gRPC: each model's contract from its metadata, and a concurrent fan-out."""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+# Retry a lost connection within a second rather than gRPC's default back-off
+# (up to 2 minutes), so the gateway recovers as soon as Triton is back.
+CHANNEL_ARGS = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", 1000), ("grpc.max_send_message_length", 2**30),
+                ("grpc.max_receive_message_length", 2**30)]
+
+
+class ModelError(RuntimeError):
+    """A model could not answer. `reason` is a metric label: triton_unavailable, timeout or model_error."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a model takes and returns, as Triton reports it (written once, by the exporter)."""
+    input_name: str
+    input_dtype: str
+    input_dims: tuple[int, ...]
+    output_name: str
+    fake_index: int  # position of P(FAKE) in the output vector
+    max_batch_size: int
+
+
+def _classify(exc: InferenceServerException) -> ModelError:
+    status = str(exc.status() or "")
+    if "DEADLINE_EXCEEDED" in status:
+        return ModelError("timeout", f"no answer within the timeout ({exc.message()})")
+    if "UNAVAILABLE" in status:
+        return ModelError("triton_unavailable", f"Triton is unreachable ({exc.message()})")
+    return ModelError("model_error", exc.message() or str(exc))
+
+
+class Triton:
+    """One per gateway process; safe to share between request threads."""
+
+    def __init__(self, url: str, models: list[str], timeout: float):
+        self.url, self.models, self.timeout = url, list(models), timeout
+        self._client: grpcclient.InferenceServerClient | None = None
+        self._contracts: dict[str, Contract] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=4 * len(self.models), thread_name_prefix="triton")
+
+    @property
+    def client(self) -> grpcclient.InferenceServerClient:
+        with self._lock:  # created lazily: gunicorn forks workers after importing the app
+            if self._client is None:
+                self._client = grpcclient.InferenceServerClient(self.url, channel_args=CHANNEL_ARGS)
+            return self._client
+
+    def _call(self, method: str, *args, **kwargs):
+        try:
+            return getattr(self.client, method)(*args, client_timeout=self.timeout, **kwargs)
+        except InferenceServerException as exc:
+            err = _classify(exc)
+            if err.reason == "triton_unavailable":
+                self._contracts.clear()  # a restarted Triton may serve other versions
+            raise err from None
+
+    def contract(self, model: str) -> Contract:
+        if model not in self._contracts:
+            meta = self._call("get_model_metadata", model, as_json=True)
+            cfg = self._call("get_model_config", model, as_json=True)["config"]
+            classes = cfg.get("parameters", {}).get("classes", {}).get("string_value", "REAL,FAKE").split(",")
+            inp, out = meta["inputs"][0], meta["outputs"][0]
+            self._contracts[model] = Contract(inp["name"], inp["datatype"], tuple(int(d) for d in inp["shape"][1:]),
+                                              out["name"], classes.index("FAKE"), int(cfg.get("max_batch_size", 1)))
+        return self._contracts[model]
+
+    def p_fake(self, model: str, pixels: np.ndarray) -> np.ndarray:
+        """P(FAKE) for each image of a uint8 [N, 32, 32, 3] batch, in chunks of the model's max batch."""
+        c = self.contract(model)
+        if tuple(pixels.shape[1:]) != c.input_dims:
+            raise ModelError("model_error", f"{model} takes {list(c.input_dims)}, got {list(pixels.shape[1:])}")
+        out = []
+        for start in range(0, len(pixels), max(c.max_batch_size, 1)):
+            chunk = np.ascontiguousarray(pixels[start:start + max(c.max_batch_size, 1)])
+            inp = grpcclient.InferInput(c.input_name, list(chunk.shape), c.input_dtype)
+            inp.set_data_from_numpy(chunk)
+            res = self._call("infer", model, [inp], outputs=[grpcclient.InferRequestedOutput(c.output_name)])
+            out.append(res.as_numpy(c.output_name)[:, c.fake_index])
+        return np.concatenate(out)
+
+    def fan_out(self, pixels: np.ndarray) -> tuple[dict[str, tuple[np.ndarray, float]], dict[str, ModelError]]:
+        """Ask every model at once. Returns ({model: (p_fake, latency_ms)}, {model: error})."""
+        def timed(model):
+            start = time.perf_counter()
+            p = self.p_fake(model, pixels)
+            return p, (time.perf_counter() - start) * 1000
+
+        futures = {m: self._pool.submit(timed, m) for m in self.models}
+        # Metadata + inference are each bounded by the timeout; this bounds the whole wait.
+        wait(futures.values(), timeout=3 * self.timeout + 1)
+        answers, errors = {}, {}
+        for model, fut in futures.items():
+            if not fut.done():
+                errors[model] = ModelError("timeout", f"{model} did not answer in time")
+            elif isinstance(fut.exception(), ModelError):
+                errors[model] = fut.exception()
+            elif fut.exception() is not None:
+                errors[model] = ModelError("model_error", f"{model}: {fut.exception()}")
+            else:
+                answers[model] = fut.result()
+        return answers, errors
+
+    def readiness(self) -> dict[str, bool]:
+        """{model: ready}; raises ModelError if Triton itself is unreachable or not ready."""
+        if not self._call("is_server_ready"):
+            raise ModelError("triton_unavailable", "Triton is up but not ready")
+        return {m: bool(self._call("is_model_ready", m)) for m in self.models}

@@ -1,0 +1,75 @@
+"""Derive the CPU twin of the canonical model repository.
+
+The canonical `model_repository/` targets the stock GPU image (pytorch_libtorch).
+The pip-installed tritonserver has only the python backend, so the twin keeps
+every model's name, tensors, batching and warm-up, swaps the platform for the
+python backend on CPU, and links the same model.pt.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+TWIN_MODEL = Path(__file__).resolve().parent / "twin_model.py"
+
+
+class TwinMismatch(RuntimeError):
+    """The served model does not match its canonical config."""
+
+
+def read_config(path: Path) -> mc.ModelConfig:
+    return text_format.Parse(path.read_text(), mc.ModelConfig())
+
+
+def contract(cfg: mc.ModelConfig) -> dict:
+    """What clients depend on: names, dtypes, dims and batch size."""
+    def tensors(items):
+        return [(t.name, mc.DataType.Name(t.data_type), list(t.dims)) for t in items]
+
+    return {"name": cfg.name, "max_batch_size": cfg.max_batch_size,
+            "input": tensors(cfg.input), "output": tensors(cfg.output)}
+
+
+def contract_from_json(served: dict) -> dict:
+    """The same, from the JSON config Triton reports for a loaded model."""
+    return contract(json_format.ParseDict(served, mc.ModelConfig(), ignore_unknown_fields=True))
+
+
+def twin_config(cfg: mc.ModelConfig, threads: int = 1, instances: int = 1) -> mc.ModelConfig:
+    twin = mc.ModelConfig()
+    twin.CopyFrom(cfg)
+    twin.ClearField("platform")
+    twin.backend = "python"
+    twin.ClearField("instance_group")
+    twin.instance_group.add(count=instances, kind=mc.ModelInstanceGroup.KIND_CPU)
+    twin.parameters["torch_threads"].string_value = str(threads)
+    if contract(twin) != contract(cfg):  # guards this function against future edits
+        raise TwinMismatch(f"{cfg.name}: twin contract {contract(twin)} != canonical {contract(cfg)}")
+    return twin
+
+
+def derive(canonical: Path, out: Path, threads: int = 1, instances: int = 1) -> dict[str, dict]:
+    """Write the twin repository to `out`; returns {model name: canonical contract}."""
+    models = sorted(p.parent for p in canonical.glob("*/config.pbtxt"))
+    if not models:
+        raise FileNotFoundError(f"no models in {canonical} (expected <name>/config.pbtxt)")
+    if out.exists():
+        shutil.rmtree(out)
+    contracts = {}
+    for model in models:
+        cfg = read_config(model / "config.pbtxt")
+        if cfg.name != model.name:
+            raise TwinMismatch(f"{model}/config.pbtxt names the model {cfg.name!r}, not {model.name!r}")
+        weights = model / "1" / "model.pt"
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights} is missing (run `make export`)")
+        version = out / model.name / "1"
+        version.mkdir(parents=True)
+        (version / "model.pt").symlink_to(weights.resolve())
+        shutil.copy(TWIN_MODEL, version / "model.py")
+        (out / model.name / "config.pbtxt").write_text(text_format.MessageToString(twin_config(cfg, threads, instances)))
+        contracts[model.name] = contract(cfg)
+    return contracts

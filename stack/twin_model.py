@@ -1,0 +1,50 @@
+"""Triton python-backend model that serves a TorchScript file on CPU.
+
+The embedded stack copies this file as `<model>/1/model.py` next to a link to
+the canonical `model_repository/<model>/1/model.pt`, so the CPU twin runs the
+very file the stock GPU image serves with its libtorch backend.
+"""
+import json
+import os
+
+import numpy as np
+import torch
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        # One thread per instance: three models on a 2-core machine must not fight over cores.
+        torch.set_num_threads(int(params.get("torch_threads", "1")))
+        self.input = config["input"][0]
+        self.output = config["output"][0]
+        path = os.path.join(args["model_repository"], args["model_version"], "model.pt")
+        self.model = torch.jit.load(path, map_location="cpu").eval()
+        self._check_contract()
+
+    def _check_contract(self):
+        """Refuse to load (loudly) if the TorchScript file does not honour config.pbtxt."""
+        dtype = pb_utils.triton_string_to_numpy(self.input["data_type"])
+        probe = np.zeros([2] + [int(d) for d in self.input["dims"]], dtype)
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(probe)).numpy()
+        want_shape = (2, *[int(d) for d in self.output["dims"]])
+        want_dtype = pb_utils.triton_string_to_numpy(self.output["data_type"])
+        if out.shape != want_shape or out.dtype != want_dtype:
+            raise pb_utils.TritonModelException(
+                f"model.pt returns {out.dtype}{list(out.shape)} for input {probe.dtype}{list(probe.shape)}, "
+                f"but config.pbtxt declares {want_dtype.__name__}{list(want_shape)}")
+
+    def execute(self, requests):
+        # The dynamic batcher hands us several requests: run them as one batch.
+        arrays = [pb_utils.get_input_tensor_by_name(r, self.input["name"]).as_numpy() for r in requests]
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(np.concatenate(arrays))).numpy()
+        responses, start = [], 0
+        for a in arrays:
+            tensor = pb_utils.Tensor(self.output["name"], out[start:start + len(a)])
+            responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
+            start += len(a)
+        return responses

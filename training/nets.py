@@ -1,0 +1,76 @@
+"""The networks, and the wrapper that turns any of them into a servable model.
+
+Training feeds normalised float NCHW batches straight to the bare network;
+`Servable` adds what the serving contract needs around it: uint8 HWC pixels
+in, calibrated [P(REAL), P(FAKE)] out.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models import resnet50 as tv_resnet50
+
+# Per-channel statistics of the CIFAKE train split (uint8 scale).
+MEAN = (120.5, 118.2, 107.0)
+STD = (60.7, 60.6, 67.9)
+
+
+def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+def cnn(widths: tuple[int, ...] = (32, 64, 128), depth: int = 2, dropout: float = 0.1) -> nn.Sequential:
+    """Plain VGG-style CNN: `depth` conv-BN-ReLU per stage, 2x2 max-pool between stages.
+
+    The first stage runs at full 32x32 resolution on purpose: the traces that
+    give a generated image away are high-frequency, and pooling early loses them.
+    """
+    layers: list[nn.Module] = []
+    c_in = 3
+    for i, width in enumerate(widths):
+        for _ in range(depth):
+            layers.append(conv_bn(c_in, width))
+            c_in = width
+        if i < len(widths) - 1:
+            layers.append(nn.MaxPool2d(2))
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, 2)]
+    return nn.Sequential(*layers)
+
+
+def resnet50() -> nn.Module:
+    """torchvision's ResNet-50, untrained, with a space-to-depth stem for 32x32 input.
+
+    The stock stem (7x7 stride-2 conv + max-pool) throws away 3/4 of the pixels
+    of a 32x32 image before the first block. Here a 4x4 pixel-unshuffle folds
+    every pixel into channels (3x32x32 -> 48x8x8, lossless) and a 3x3 conv maps
+    them to the 64 channels layer1 expects. The blocks then run at the same 8x8
+    resolution as the stock model, so the cost per image stays the same.
+    """
+    model = tv_resnet50(weights=None, num_classes=2)
+    model.conv1 = nn.Sequential(nn.PixelUnshuffle(4), nn.Conv2d(48, 64, 3, padding=1, bias=False))
+    model.maxpool = nn.Identity()
+    return model
+
+
+class Servable(nn.Module):
+    """uint8 [N, 32, 32, 3] RGB -> float32 [N, 2] calibrated probabilities [P(REAL), P(FAKE)]."""
+
+    def __init__(self, net: nn.Module, temperature: float = 1.0):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
+        self.register_buffer("temperature", torch.tensor(float(temperature)))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.permute(0, 3, 1, 2).float()
+        x = (x - self.mean) / self.std
+        return torch.softmax(self.net(x) / self.temperature, dim=1)
+
+
+def normalise(pixels: torch.Tensor) -> torch.Tensor:
+    """The same preprocessing as `Servable`, for training batches (uint8 NHWC -> float NCHW)."""
+    x = pixels.permute(0, 3, 1, 2).float()
+    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
