@@ -7,7 +7,7 @@ MODEL_FLAGS := $(if $(MODEL),--model $(MODEL),)
 export FAKELENS_DATA ?= $(abspath ../shared/data)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: deps up test train tune evaluate export push-dashboards compose-config clean
+.PHONY: deps up test train tune evaluate export push-dashboards dashboards clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -17,12 +17,22 @@ $(VENV)/.deps: requirements.txt gateway/requirements.txt | $(PY)
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
-deps: $(VENV)/.deps  ## Python packages (Prometheus: apt-get install prometheus; .ci/run does both)
+# Debian packages: prometheus (both), chromium (page test), docker-compose (compose file validation).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+define apt_install
+	@missing=""; for p in $(1); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing with apt:$$missing"; \
+	  $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi
+endef
+
+deps: $(VENV)/.deps  ## Python packages into .venv
 
 up: deps  ## the embedded stack: tritonserver + gateway + prometheus on this machine (Ctrl-C stops it)
+	$(call apt_install,prometheus)
 	$(PY) -m stack.launch
 
 test: deps  ## every test, starting the real processes on free loopback ports
+	$(call apt_install,prometheus chromium docker-compose)
 	$(PY) -m pytest -q tests
 
 train: deps  ## all three models (MODEL=baseline_cnn|tuned_cnn|resnet50 for one)
@@ -39,3 +49,9 @@ evaluate: deps  ## the committed models on the full test split -> training/resul
 
 clean:
 	rm -rf .run .cache
+
+push-dashboards: deps  ## push dashboard/grafana/dashboards to GRAFANA_URL with GRAFANA_TOKEN
+	$(PY) dashboard/push.py
+
+dashboards: deps  ## regenerate the dashboard JSON from dashboard/build_dashboards.py
+	$(PY) dashboard/build_dashboards.py

@@ -29,7 +29,11 @@ def _open(raw: bytes, max_pixels: int) -> Image.Image:
     if not raw:
         raise BadImage("the file is empty")
     try:
-        img = Image.open(io.BytesIO(raw))
+        with warnings.catch_warnings():  # we apply our own pixel limit just below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(raw))
+    except Image.DecompressionBombError as exc:
+        raise TooManyPixels(f"image is too large to decode safely: {exc}") from None
     except UnidentifiedImageError:
         raise BadImage("not a recognised image file (accepted: JPEG, PNG, WebP, GIF, BMP, TIFF)") from None
     except Exception as exc:  # Pillow raises many types for broken headers

@@ -118,7 +118,11 @@ class Triton:
         return answers, errors
 
     def readiness(self) -> dict[str, bool]:
-        """{model: ready}; raises ModelError if Triton itself is unreachable or not ready."""
-        if not self._call("is_server_ready"):
-            raise ModelError("triton_unavailable", "Triton is up but not ready")
+        """{model: ready}; raises ModelError if Triton itself is unreachable or not live.
+
+        Server readiness is not asked: Triton reports "not ready" as soon as any
+        model is unloaded, and per-model answers say more.
+        """
+        if not self._call("is_server_live"):
+            raise ModelError("triton_unavailable", "Triton is up but not live")
         return {m: bool(self._call("is_model_ready", m)) for m in self.models}

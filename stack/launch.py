@@ -190,24 +190,36 @@ class Stack:
             time.sleep(0.25)
         raise StackError(f"{svc.name} not ready after {self.timeout:.0f} s ({svc.ready_url}); see {log}")
 
-    def stop(self, grace: float = 15) -> None:
-        """SIGTERM each process group, newest first; SIGKILL what outlives the grace period."""
-        for svc in reversed(self.started):
-            if svc.proc and svc.proc.poll() is None:
-                try:
-                    os.killpg(svc.proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
-                try:
-                    svc.proc.wait(grace)
-                except subprocess.TimeoutExpired:
-                    os.killpg(svc.proc.pid, signal.SIGKILL)
-                    svc.proc.wait()
-            try:  # children (python-backend stubs, gunicorn workers) share the group
-                os.killpg(svc.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
+    @staticmethod
+    def _terminate(svc: Service, grace: float = 15) -> None:
+        """SIGTERM the service's process group; SIGKILL whatever outlives the grace period."""
+        if svc.proc.poll() is None:
+            try:
+                os.killpg(svc.proc.pid, signal.SIGTERM)
+                svc.proc.wait(grace)
+            except ProcessLookupError:
                 pass
+            except subprocess.TimeoutExpired:
+                pass
+        try:  # children (python-backend stubs, gunicorn workers) share the group
+            os.killpg(svc.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        svc.proc.wait()
+
+    def stop(self) -> None:
+        """Stop every service, newest first."""
+        for svc in reversed(self.started):
+            self._terminate(svc)
         self.started.clear()
+
+    def stop_service(self, name: str) -> None:
+        svc = next(s for s in self.started if s.name == name)
+        self._terminate(svc)
+        self.started.remove(svc)
+
+    def start_service(self, name: str) -> None:
+        self._start(getattr(self, name)())
 
     def __enter__(self) -> "Stack":
         return self.start()

@@ -28,14 +28,18 @@ MAX_BATCH = 64
 PARITY_TOLERANCE = 1e-5
 
 
-def model_config(name: str) -> mc.ModelConfig:
-    """The canonical config: the stock Triton image serving TorchScript on a GPU."""
+def model_config(name: str, kind: int = mc.ModelInstanceGroup.KIND_GPU) -> mc.ModelConfig:
+    """The canonical config: the stock Triton image serving TorchScript on a GPU.
+
+    With KIND_CPU it is configs/cpu.pbtxt, which `tritonserver --model-config-name=cpu`
+    picks on a Docker host without a GPU (docker-compose.cpu.yml).
+    """
     cfg = mc.ModelConfig(name=name, platform="pytorch_libtorch", max_batch_size=MAX_BATCH)
     cfg.input.add(name=INPUT[0], data_type=INPUT[1], dims=INPUT[2])
     cfg.output.add(name=OUTPUT[0], data_type=OUTPUT[1], dims=OUTPUT[2])
     cfg.dynamic_batching.preferred_batch_size.extend([8, 32, MAX_BATCH])
     cfg.dynamic_batching.max_queue_delay_microseconds = 500
-    cfg.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_GPU)
+    cfg.instance_group.add(count=1, kind=kind)
     warm = cfg.model_warmup.add(name="zeros", batch_size=1)
     warm.inputs[INPUT[0]].CopyFrom(mc.ModelWarmup.Input(data_type=INPUT[1], dims=INPUT[2], zero_data=True))
     cfg.parameters["classes"].string_value = ",".join(data.CLASSES)  # order of OUTPUT__0
@@ -64,6 +68,9 @@ def export(name: str, workdir: Path = RUNS, repository: Path = REPOSITORY) -> fl
     (out / "1").mkdir(parents=True, exist_ok=True)
     traced.save(str(out / "1" / "model.pt"))
     (out / "config.pbtxt").write_text(text_format.MessageToString(model_config(name)))
+    (out / "configs").mkdir(exist_ok=True)
+    cpu = model_config(name, mc.ModelInstanceGroup.KIND_CPU)
+    (out / "configs" / "cpu.pbtxt").write_text(text_format.MessageToString(cpu))
     print(f"{name}: exported to {out} (TorchScript vs eager max abs diff {err:.1e})")
     return err
 

@@ -1,0 +1,85 @@
+"use strict";
+const $ = (sel) => document.querySelector(sel);
+
+// Tabs
+document.querySelectorAll(".tab").forEach((tab) => tab.addEventListener("click", () => {
+  document.querySelectorAll(".tab, .panel").forEach((el) => el.classList.remove("active"));
+  tab.classList.add("active");
+  $("#" + tab.dataset.tab).classList.add("active");
+  if (tab.dataset.tab === "benchmark") loadBenchmark();
+}));
+
+// Upload: file picker or drag and drop
+const drop = $("#drop");
+$("#file").addEventListener("change", (e) => e.target.files[0] && classify(e.target.files[0]));
+["dragenter", "dragover"].forEach((ev) => drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.add("over"); }));
+["dragleave", "drop"].forEach((ev) => drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.remove("over"); }));
+drop.addEventListener("drop", (e) => e.dataTransfer.files[0] && classify(e.dataTransfer.files[0]));
+
+function pct(p) { return (100 * p).toFixed(1) + "%"; }
+
+async function classify(file) {
+  const preview = $("#preview");
+  preview.src = URL.createObjectURL(file);
+  preview.hidden = false;
+  $("#drop-hint").hidden = true;
+  $("#result").hidden = true;
+  $("#status").className = "";
+  $("#status").textContent = "Asking the models ...";
+  const form = new FormData();
+  form.append("image", file);
+  let body;
+  try {
+    const resp = await fetch("/v1/predict", { method: "POST", body: form });
+    body = await resp.json();
+    if (!resp.ok) throw new Error(body.message || resp.statusText);
+  } catch (err) {
+    $("#status").className = "error";
+    $("#status").textContent = "Could not classify this image: " + err.message;
+    return;
+  }
+  $("#status").textContent = body.degraded ? "Answered without " + body.missing.join(", ") + " (unavailable)." : "";
+  show(body);
+}
+
+function show(r) {
+  const v = $("#verdict");
+  v.className = r.verdict.toLowerCase();
+  v.textContent = (r.verdict === "FAKE" ? "AI-generated" : "Real photo") + " - " + pct(r.confidence) + " confident";
+  v.dataset.verdict = r.verdict;
+  const models = $("#models");
+  models.innerHTML = "";
+  for (const [name, m] of Object.entries(r.models)) {
+    const row = document.createElement("div");
+    row.className = "model";
+    row.innerHTML = `<span class="name"></span>
+      <span class="bar"><span class="fill"></span></span>
+      <span class="value"></span>`;
+    row.querySelector(".name").textContent = name;
+    row.querySelector(".fill").style.width = pct(m.prob_fake);
+    row.querySelector(".fill").classList.add(m.verdict.toLowerCase());
+    row.querySelector(".value").textContent = `P(fake) ${pct(m.prob_fake)} · ${m.latency_ms.toFixed(1)} ms`;
+    models.appendChild(row);
+  }
+  $("#result").hidden = false;
+}
+
+let benchLoaded = false;
+async function loadBenchmark() {
+  if (benchLoaded) return;
+  const body = await (await fetch("/v1/models")).json();
+  const tbody = $("#bench-table tbody");
+  const rows = body.models.map((m) => [m.name, m.ready ? "yes" : "no", m.benchmark]);
+  if (body.ensemble) rows.push(["ensemble", "", body.ensemble]);
+  const f = (x, d = 4) => (typeof x === "number" ? x.toFixed(d) : "–");
+  for (const [name, ready, b] of rows) {
+    const tr = document.createElement("tr");
+    const cells = b ? [name, ready, f(b.f1), f(b.precision), f(b.recall), f(b.accuracy), f(b.roc_auc), f(b.ece),
+      b.parameters ? b.parameters.toLocaleString() : "–", b.train_seconds ? f(b.train_seconds, 0) + " s" : "–", b.device || ""]
+      : [name, ready, "no benchmark yet", "", "", "", "", "", "", "", ""];
+    cells.forEach((c) => { const td = document.createElement("td"); td.textContent = c; tr.appendChild(td); });
+    tbody.appendChild(tr);
+  }
+  $("#bench-notes").textContent = (body.notes || []).join(" ");
+  benchLoaded = true;
+}

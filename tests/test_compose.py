@@ -1,0 +1,97 @@
+"""Docker Compose files, validated without an engine, and the gateway image's requirements without torch."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+FILES = ["docker-compose.yml", "docker-compose.cpu.yml"]
+ENV = {**os.environ, "GRAFANA_ADMIN_PASSWORD": "test-only"}
+
+
+def resolved(name: str) -> dict:
+    """The file as docker-compose resolves it (extends applied, variables substituted)."""
+    out = subprocess.run(["docker-compose", "-f", str(ROOT / name), "config"], capture_output=True, text=True,
+                         env=ENV, cwd=ROOT, check=True).stdout
+    return yaml.safe_load(out)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compose_cli():
+    assert shutil.which("docker-compose"), "docker-compose not installed (apt-get install docker-compose)"
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_config_is_valid(name):
+    subprocess.run(["docker-compose", "-f", str(ROOT / name), "config", "-q"], env=ENV, cwd=ROOT, check=True)
+
+
+def test_grafana_password_has_no_default():
+    env = {k: v for k, v in os.environ.items() if k != "GRAFANA_ADMIN_PASSWORD"}
+    r = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"], env=env,
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in r.stderr
+
+
+def test_gpu_file_reserves_a_gpu_and_cpu_file_does_not():
+    gpu, cpu = resolved("docker-compose.yml"), resolved("docker-compose.cpu.yml")
+    devices = gpu["services"]["triton"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+    assert "deploy" not in cpu["services"]["triton"]
+    assert "--model-config-name=cpu" in cpu["services"]["triton"]["command"]
+    for name in ("baseline_cnn", "tuned_cnn", "resnet50"):
+        assert (ROOT / "model_repository" / name / "configs" / "cpu.pbtxt").is_file()
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_images_pinned_and_mounts_exist(name):
+    cfg = resolved(name)
+    for svc_name, svc in cfg["services"].items():
+        if "build" not in svc:
+            image = svc["image"]
+            assert ":" in image and not image.endswith(":latest"), f"{svc_name}: {image} is not pinned"
+        for vol in svc.get("volumes", []):  # "source:target:mode"; named volumes have no slash
+            source = vol.split(":")[0]
+            if source.startswith("/"):
+                assert Path(source).exists(), f"{svc_name}: {source} missing"
+    gw = cfg["services"]["gateway"]
+    assert gw["depends_on"]["triton"]["condition"] == "service_healthy"
+    assert all(s.get("restart") for s in cfg["services"].values())
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_prometheus_targets_match_compose_services(name):
+    cfg = resolved(name)
+    prom = yaml.safe_load((ROOT / "dashboard" / "prometheus.yml").read_text())
+    for job in prom["scrape_configs"]:
+        for target in job["static_configs"][0]["targets"]:
+            host, port = target.split(":")
+            assert host in cfg["services"], f"{target}: no service {host}"
+            published = {int(p["target"]) for p in cfg["services"][host].get("ports", [])}
+            assert int(port) in published, f"{target}: {host} does not listen on {port}"
+
+
+def test_gateway_requirements_have_no_torch():
+    lines = (ROOT / "gateway" / "requirements.txt").read_text().lower().splitlines()
+    packages = [line.split("==")[0] for line in lines if line.strip() and not line.startswith("#")]
+    assert packages and not [p for p in packages if "torch" in p], packages
+
+
+def test_gateway_unit_tests_pass_in_a_venv_built_from_its_requirements(tmp_path):
+    env_dir = tmp_path / "gateway-venv"
+    venv.create(env_dir, with_pip=True)
+    py = env_dir / "bin" / "python"
+    pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run(pip + ["-r", str(ROOT / "gateway" / "requirements.txt"), "pytest"], check=True)
+    assert subprocess.run([str(py), "-c", "import torch"], capture_output=True).returncode != 0
+    subprocess.run([str(py), "-c", "from gateway.app import create_app; create_app()"], cwd=ROOT, check=True)
+    subprocess.run([str(py), "-m", "pytest", "-q", "--noconftest", "-p", "no:cacheprovider",
+                    "tests/test_gateway_unit.py"], cwd=ROOT, check=True)

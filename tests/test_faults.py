@@ -1,0 +1,61 @@
+"""Faults on a stack of its own: a model unloaded, Triton stopped and started again."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+import tritonclient.http as httpclient
+
+from tests.conftest import start_stack
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory):
+    s = start_stack(tmp_path_factory.mktemp("faults"), services=("triton", "gateway"))
+    yield s
+    s.stop()
+
+
+def predict(stack, raw: bytes) -> requests.Response:
+    return requests.post(f"http://127.0.0.1:{stack.ports.gateway}/v1/predict",
+                         files={"image": ("x.jpg", raw)}, timeout=30)
+
+
+def test_unloaded_model_gives_a_degraded_answer(faulty, cifake_samples):
+    raw = cifake_samples[0][1]
+    triton = httpclient.InferenceServerClient(f"127.0.0.1:{faulty.ports.triton_http}")
+    triton.unload_model("resnet50")
+    try:
+        resp = predict(faulty, raw)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["degraded"] is True and body["missing"] == ["resnet50"]
+        assert set(body["models"]) == {"baseline_cnn", "tuned_cnn"}
+        ready = requests.get(f"http://127.0.0.1:{faulty.ports.gateway}/readyz", timeout=5)
+        assert ready.status_code == 503 and "resnet50" in ready.json()["reason"]
+    finally:
+        triton.load_model("resnet50")
+    body = predict(faulty, raw).json()
+    assert body["degraded"] is False and len(body["models"]) == 3
+
+
+def test_triton_down_is_a_quick_503_and_the_gateway_recovers(faulty, cifake_samples):
+    raw = cifake_samples[1][1]
+    faulty.stop_service("triton")
+
+    start = time.perf_counter()
+    resp = predict(faulty, raw)
+    assert resp.status_code == 503, resp.text
+    assert resp.json()["error"] == "triton_unavailable"
+    assert time.perf_counter() - start < 6  # the gateway's timeout is 5 s; unreachable fails faster
+    assert requests.get(f"http://127.0.0.1:{faulty.ports.gateway}/healthz", timeout=5).status_code == 200
+
+    faulty.start_service("triton")  # same ports; the gateway is not restarted
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        resp = predict(faulty, raw)
+        if resp.status_code == 200:
+            break
+        time.sleep(0.5)
+    assert resp.status_code == 200 and not resp.json()["degraded"], resp.text

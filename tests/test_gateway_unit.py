@@ -1,0 +1,108 @@
+"""The gateway with a test client and no Triton behind it: input checks, errors, pages.
+
+These run without torch (see test_compose.py, which runs them in a venv built
+from gateway/requirements.txt alone).
+"""
+from __future__ import annotations
+
+import io
+import json
+import socket
+import time
+
+import pytest
+from PIL import Image
+
+from gateway.app import create_app
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket is closed
+
+
+def png(size=(64, 48)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def client(tmp_path):
+    (tmp_path / "benchmark.json").write_text(json.dumps({"models": {"resnet50": {"f1": 0.99, "precision": 0.98}}}))
+    app = create_app({"TRITON_URL": f"127.0.0.1:{closed_port()}", "TRITON_TIMEOUT_S": 2.0,
+                      "RESULTS_DIR": str(tmp_path), "MAX_CONTENT_LENGTH": 1_000_000, "MAX_BATCH_ITEMS": 4,
+                      "MAX_PIXELS": 10_000_000})
+    return app.test_client()
+
+
+def upload(client, *files, url="/v1/predict"):
+    data = {"image": [(io.BytesIO(raw), name) for name, raw in files]}
+    return client.post(url, data=data, content_type="multipart/form-data")
+
+
+BAD_INPUTS = {
+    "no multipart body": (lambda c: c.post("/v1/predict"), 400, "bad_request"),
+    "empty body": (lambda c: c.post("/v1/predict", data=b"", content_type="multipart/form-data; boundary=x"), 400,
+                   "missing_image"),
+    "wrong field": (lambda c: c.post("/v1/predict", data={"file": (io.BytesIO(png()), "a.png")},
+                                     content_type="multipart/form-data"), 400, "missing_image"),
+    "empty file": (lambda c: upload(c, ("a.png", b"")), 400, "bad_image"),
+    "not an image": (lambda c: upload(c, ("a.txt", b"just some text")), 400, "bad_image"),
+    "truncated image": (lambda c: upload(c, ("a.png", png((300, 300))[:300])), 400, "bad_image"),
+    "decompression bomb": (lambda c: upload(c, ("bomb.png", png((5000, 5000)))), 413, "too_many_pixels"),
+    "upload too large": (lambda c: upload(c, ("big.bin", b"\0" * 2_000_000)), 413, "too_large"),
+    "two images on /predict": (lambda c: upload(c, ("a.png", png()), ("b.png", png())), 400, "too_many_images"),
+    "too many batch items": (lambda c: upload(c, *[(f"{i}.png", png()) for i in range(5)], url="/v1/predict/batch"),
+                             400, "too_many_images"),
+    "one bad item in a batch": (lambda c: upload(c, ("a.png", png()), ("b.txt", b"nope"), url="/v1/predict/batch"),
+                                400, "bad_image"),
+    "GET on predict": (lambda c: c.get("/v1/predict"), 405, "method_not_allowed"),
+    "unknown path": (lambda c: c.get("/v1/nothing"), 404, "not_found"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_a_4xx_json_with_a_reason(client, case):
+    send, status, reason = BAD_INPUTS[case]
+    resp = send(client)
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert body["error"] == reason and body["message"]
+    assert "Traceback" not in resp.get_data(as_text=True)
+    assert client.get("/healthz").status_code == 200
+
+
+def test_triton_down_is_a_quick_503(client):
+    start = time.perf_counter()
+    resp = upload(client, ("a.png", png()))
+    assert resp.status_code == 503
+    assert resp.get_json()["error"] == "triton_unavailable"
+    assert time.perf_counter() - start < 5
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and "unreachable" in ready.get_json()["reason"]
+
+
+def test_models_lists_benchmark_even_when_triton_is_down(client):
+    body = client.get("/v1/models").get_json()
+    rows = {m["name"]: m for m in body["models"]}
+    assert rows["resnet50"]["benchmark"]["f1"] == 0.99 and rows["resnet50"]["ready"] is False
+    assert "triton_error" in body
+
+
+def test_metrics_export_benchmark_gauges_and_errors(client):
+    upload(client, ("a.txt", b"junk"))
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'fakelens_model_f1{model="resnet50"} 0.99' in text
+    assert 'fakelens_errors_total{reason="bad_image"}' in text
+    assert "fakelens_http_request_duration_seconds_bucket" in text
+
+
+def test_pages_and_openapi(client):
+    page = client.get("/")
+    assert page.status_code == 200 and b'id="drop"' in page.data
+    spec = client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.") and "/v1/predict" in spec["paths"]
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/results/benchmark.json").status_code == 404  # only PNGs are served from results

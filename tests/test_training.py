@@ -1,0 +1,74 @@
+"""End-to-end smoke run of the training pipeline, the export parity check and the model contract."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from stack.twin import read_config
+from training import data, evaluate, export, train
+from training.loop import pick_device
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = sorted(p.parent.name for p in (ROOT / "model_repository").glob("*/config.pbtxt"))
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """Train baseline_cnn for one epoch on a few hundred images, export and evaluate it."""
+    tmp = tmp_path_factory.mktemp("smoke")
+    ds = data.load(limit=400, cache_dir=tmp / "cache")
+    summary = train.train_one("baseline_cnn", ds, pick_device("cpu"), tmp / "runs", tmp / "results", epochs=1)
+    err = export.export("baseline_cnn", tmp / "runs", tmp / "repo")
+    table = evaluate.evaluate(tmp / "repo", tmp / "results", ds.test, ds.dropped)
+    return tmp, ds, summary, err, table
+
+
+def test_smoke_run_trains_exports_and_predicts(smoke):
+    tmp, ds, summary, err, table = smoke
+    assert len(summary["history"]) == 1 and summary["temperature"] > 0
+    assert (tmp / "runs" / "baseline_cnn" / "checkpoint.pt").is_file()
+    model = torch.jit.load(str(tmp / "repo" / "baseline_cnn" / "1" / "model.pt"))
+    probs = model(torch.from_numpy(ds.test.x[:16]))
+    assert probs.shape == (16, 2) and probs.dtype == torch.float32
+    assert torch.allclose(probs.sum(1), torch.ones(16), atol=1e-5)
+    row = table["models"]["baseline_cnn"]
+    assert row["confusion"]["tn"] + row["confusion"]["fp"] + row["confusion"]["fn"] + row["confusion"]["tp"] == len(ds.test)
+    assert json.loads((tmp / "results" / "benchmark.json").read_text())["models"]["baseline_cnn"]["f1"] == row["f1"]
+    assert (tmp / "results" / "roc_curves.png").stat().st_size > 10_000
+
+
+def test_export_parity_within_tolerance(smoke):
+    assert smoke[3] <= export.PARITY_TOLERANCE
+
+
+def test_resume_continues_from_checkpoint(smoke, capsys):
+    tmp, ds, *_ = smoke
+    # Same recipe as the checkpoint: training resumes after its last epoch, which here is the end.
+    again = train.train_one("baseline_cnn", ds, pick_device("cpu"), tmp / "runs", tmp / "results", epochs=1)
+    assert "resuming from" in capsys.readouterr().out
+    assert len(again["history"]) == 1
+
+
+@pytest.mark.parametrize("name", COMMITTED)
+def test_committed_model_honours_its_config(name):
+    """Names, dtypes and dims in config.pbtxt match what the TorchScript file really does."""
+    cfg = read_config(ROOT / "model_repository" / name / "config.pbtxt")
+    assert cfg.platform == "pytorch_libtorch" and cfg.max_batch_size >= 64
+    assert cfg.dynamic_batching is not None and cfg.model_warmup
+    assert cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    (inp,), (out,) = cfg.input, cfg.output
+    assert (inp.name, inp.data_type, list(inp.dims)) == ("INPUT__0", mc.TYPE_UINT8, [32, 32, 3])
+    assert (out.name, out.data_type, list(out.dims)) == ("OUTPUT__0", mc.TYPE_FP32, [2])
+    cpu = text_format.Parse((ROOT / "model_repository" / name / "configs" / "cpu.pbtxt").read_text(), mc.ModelConfig())
+    assert cpu.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU and list(cpu.input) == list(cfg.input)
+    model = torch.jit.load(str(ROOT / "model_repository" / name / "1" / "model.pt"))
+    x = np.random.default_rng(0).integers(0, 256, (cfg.max_batch_size, 32, 32, 3), dtype=np.uint8)
+    probs = model(torch.from_numpy(x))
+    assert probs.dtype == torch.float32 and tuple(probs.shape) == (cfg.max_batch_size, 2)
+    assert torch.allclose(probs.sum(1), torch.ones(len(x)), atol=1e-5)
