@@ -40,8 +40,19 @@ def _verdict(p: float) -> str:
     return "FAKE" if p >= current_app.config["THRESHOLD"] else "REAL"
 
 
+def _aggregate(p_fake: dict[str, float]) -> float:
+    """Weighted mean P(FAKE) of the models that answered, with the benchmark table's
+    validation-fitted weights (equal weights when there are none), renormalised over those present."""
+    weights = current_app.extensions["ensemble_weights"]
+    w = {m: weights.get(m, 1.0) for m in p_fake}
+    total = sum(w.values())
+    if total <= 0:  # only zero-weight models answered
+        w, total = {m: 1.0 for m in p_fake}, len(p_fake)
+    return sum(w[m] * p for m, p in p_fake.items()) / total
+
+
 def _classify(pixels: np.ndarray, endpoint: str) -> list[dict]:
-    """One result per image: every model's answer, and their mean as the verdict."""
+    """One result per image: every model's answer, and their weighted mean as the verdict."""
     answers, errors = current_app.extensions["triton"].fan_out(pixels)
     for model, err in errors.items():
         ERRORS.labels(err.reason).inc()
@@ -61,7 +72,7 @@ def _classify(pixels: np.ndarray, endpoint: str) -> list[dict]:
         for model, (p, ms) in answers.items():
             models[model] = {"prob_fake": round(float(p[i]), 6), "verdict": _verdict(p[i]), "latency_ms": round(ms, 2)}
             VERDICTS.labels(model, models[model]["verdict"]).inc()
-        p_fake = float(np.mean([m["prob_fake"] for m in models.values()]))
+        p_fake = _aggregate({m: float(p[i]) for m, (p, _) in answers.items()})
         verdict = _verdict(p_fake)
         VERDICTS.labels("ensemble", verdict).inc()
         results.append({"verdict": verdict, "prob_fake": round(p_fake, 6), "confidence": round(max(p_fake, 1 - p_fake), 6),

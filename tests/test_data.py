@@ -11,7 +11,7 @@ from training import data
 
 @pytest.fixture(scope="module")
 def cifake():
-    return data.load()
+    return data.load(with_test=True)
 
 
 def test_counts_and_labels(cifake):
@@ -22,6 +22,10 @@ def test_counts_and_labels(cifake):
     # 100,000 train images minus the duplicates the data README lists
     assert cifake.dropped == {"train_also_in_test": 378, "train_repeats": 920}
     assert len(cifake.train) + len(cifake.val) == 100_000 - 378 - 920
+
+
+def test_training_loads_never_hand_out_the_test_split():
+    assert data.load().test is None
 
 
 def test_splits_are_disjoint_and_fixed(cifake):

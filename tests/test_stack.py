@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 from tests.conftest import ROOT, cifake_test_images, png_bytes
 
 MODELS = ("baseline_cnn", "tuned_cnn", "resnet50")
+WEIGHTS = json.loads((ROOT / "training" / "results" / "benchmark.json").read_text())["models"]["ensemble"]["weights"]
 
 
 def in_process_p_fake(raws: list[bytes]) -> dict[str, np.ndarray]:
@@ -39,7 +41,7 @@ def test_single_uploads_match_the_models_in_process(gateway_url, cifake_samples)
         for model in MODELS:
             assert body["models"][model]["prob_fake"] == pytest.approx(expected[model][i], abs=1e-5)
             assert body["models"][model]["latency_ms"] > 0
-        mean = np.mean([expected[m][i] for m in MODELS])
+        mean = sum(WEIGHTS[m] * expected[m][i] for m in MODELS)
         assert body["prob_fake"] == pytest.approx(mean, abs=1e-5)
         assert body["verdict"] == ("FAKE" if mean >= 0.5 else "REAL")
         assert body["confidence"] == pytest.approx(max(mean, 1 - mean), abs=1e-5)
@@ -49,7 +51,7 @@ def test_batch_of_2000_test_images_agrees_with_in_process_ensemble(gateway_url):
     """The serving issue's acceptance check: >= 99.9% identical verdicts on 2,000 official test images."""
     images = cifake_test_images(2000)
     expected = in_process_p_fake([raw for _, raw, _ in images])
-    ensemble = np.mean([expected[m] for m in MODELS], axis=0)
+    ensemble = sum(WEIGHTS[m] * expected[m] for m in MODELS)
     got = []
     for start in range(0, len(images), 32):
         chunk = images[start:start + 32]

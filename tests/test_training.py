@@ -22,10 +22,10 @@ COMMITTED = sorted(p.parent.name for p in (ROOT / "model_repository").glob("*/co
 def smoke(tmp_path_factory):
     """Train baseline_cnn for one epoch on a few hundred images, export and evaluate it."""
     tmp = tmp_path_factory.mktemp("smoke")
-    ds = data.load(limit=400, cache_dir=tmp / "cache")
+    ds = data.load(limit=400, cache_dir=tmp / "cache", with_test=True)
     summary = train.train_one("baseline_cnn", ds, pick_device("cpu"), tmp / "runs", tmp / "results", epochs=1)
     err = export.export("baseline_cnn", tmp / "runs", tmp / "repo")
-    table = evaluate.evaluate(tmp / "repo", tmp / "results", ds.test, ds.dropped)
+    table = evaluate.evaluate(tmp / "repo", tmp / "results", ds.test, ds.dropped, ds.val)
     return tmp, ds, summary, err, table
 
 
@@ -72,3 +72,35 @@ def test_committed_model_honours_its_config(name):
     probs = model(torch.from_numpy(x))
     assert probs.dtype == torch.float32 and tuple(probs.shape) == (cfg.max_batch_size, 2)
     assert torch.allclose(probs.sum(1), torch.ones(len(x)), atol=1e-5)
+
+
+def test_benchmark_table_agrees_with_an_independent_evaluation():
+    """Re-score the committed TorchScript files on all 20,000 test images, decoded here with Pillow
+    straight from the archive (no cache, no training code), and compare with benchmark.json."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    table = json.loads((ROOT / "training" / "results" / "benchmark.json").read_text())["models"]
+    with zipfile.ZipFile(data.data_dir() / "cifake-test.zip") as z:
+        names = z.namelist()
+        x = np.stack([np.asarray(Image.open(io.BytesIO(z.read(n))).convert("RGB")) for n in names])
+    y = np.array([n.startswith("FAKE/") for n in names])
+    assert len(y) == 20_000
+    torch.set_num_threads(2)
+    probs = {}
+    for name in COMMITTED:
+        model = torch.jit.load(str(ROOT / "model_repository" / name / "1" / "model.pt"))
+        with torch.inference_mode():
+            probs[name] = np.concatenate([model(torch.from_numpy(x[i:i + 1000]))[:, 1].numpy()
+                                          for i in range(0, len(x), 1000)])
+    weights = table["ensemble"]["weights"]
+    probs["ensemble"] = sum(weights[n] * probs[n] for n in COMMITTED)
+    for name, p in probs.items():
+        pred = p >= 0.5
+        tp, fp, fn = (pred & y).sum(), (pred & ~y).sum(), (~pred & y).sum()
+        f1 = 2 * tp / (2 * tp + fp + fn)
+        print(f"{name}: independent F1 {f1:.4f}, table {table[name]['f1']:.4f}")
+        assert abs(f1 - table[name]["f1"]) <= 0.002
+        assert abs((pred == y).mean() - table[name]["accuracy"]) <= 0.002

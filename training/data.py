@@ -99,13 +99,14 @@ def _cached(path: Path, cache_dir: Path, limit: int | None) -> tuple[Split, np.n
 class Cifake:
     train: Split
     val: Split
-    test: Split
+    test: Split | None  # only for evaluation: training, tuning and calibration load without it
     dropped: dict  # what deduplication removed from train+val, by reason
 
 
 def load(data: str | os.PathLike | None = None, cache_dir: Path = DEFAULT_CACHE_DIR,
-         limit: int | None = None, val_size: int = VAL_SIZE) -> Cifake:
-    """Train/val/test arrays. Val is carved from the official train split; test is untouched.
+         limit: int | None = None, val_size: int = VAL_SIZE, with_test: bool = False) -> Cifake:
+    """Train/val(/test) arrays. Val is carved from the official train split; test is untouched
+    and handed out only with `with_test` (evaluation); deduplication needs only its hashes.
 
     Exact duplicates (see the data README) are removed from train and val: every
     train image whose bytes also occur in test, and all but one copy of
@@ -131,4 +132,5 @@ def load(data: str | os.PathLike | None = None, cache_dir: Path = DEFAULT_CACHE_
     ])
     is_val = np.zeros(len(kept), bool)
     is_val[val_idx] = True
-    return Cifake(kept.take(np.flatnonzero(~is_val)), kept.take(np.sort(val_idx)), test, dropped)
+    return Cifake(kept.take(np.flatnonzero(~is_val)), kept.take(np.sort(val_idx)), test if with_test else None,
+                  dropped)

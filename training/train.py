@@ -80,7 +80,7 @@ def main() -> None:
     device = pick_device(args.device)
     start = time.time()
     ds = data.load(args.data, limit=args.limit)
-    print(f"data: {len(ds.train)} train / {len(ds.val)} val / {len(ds.test)} test images "
+    print(f"data: {len(ds.train)} train / {len(ds.val)} val images "
           f"in {time.time() - start:.1f} s; dropped duplicates {ds.dropped}")
     for name in args.model or list(MODELS):
         train_one(name, ds, device, args.workdir, args.results, args.epochs)
