@@ -29,7 +29,8 @@ class TritonPythonModel:
         dtype = pb_utils.triton_string_to_numpy(self.input["data_type"])
         probe = np.zeros([2] + [int(d) for d in self.input["dims"]], dtype)
         with torch.inference_mode():
-            out = self.model(torch.from_numpy(probe)).numpy()
+            for _ in range(3):  # also warms TorchScript's profiling executor: the first calls are slow
+                out = self.model(torch.from_numpy(probe)).numpy()
         want_shape = (2, *[int(d) for d in self.output["dims"]])
         want_dtype = pb_utils.triton_string_to_numpy(self.output["data_type"])
         if out.shape != want_shape or out.dtype != want_dtype:

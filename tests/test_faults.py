@@ -59,3 +59,30 @@ def test_triton_down_is_a_quick_503_and_the_gateway_recovers(faulty, cifake_samp
             break
         time.sleep(0.5)
     assert resp.status_code == 200 and not resp.json()["degraded"], resp.text
+
+
+def test_killed_gunicorn_worker_loses_only_its_in_flight_requests(faulty, cifake_samples):
+    import os
+    import signal
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    gateway = next(s for s in faulty.started if s.name == "gateway")
+    workers = subprocess.run(["pgrep", "-P", str(gateway.proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2, workers
+    raws = [raw for _, raw, _ in cifake_samples]
+
+    def one(i: int) -> int:
+        try:
+            return predict(faulty, raws[i % len(raws)]).status_code
+        except requests.ConnectionError:
+            return 0
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(one, i) for i in range(120)]
+        time.sleep(0.5)
+        os.kill(int(workers[0]), signal.SIGKILL)
+        codes = [f.result() for f in futures]
+    failed = [c for c in codes if c != 200]
+    assert len(failed) <= 4, f"status codes {failed}: more than the 4 requests the client had in flight"
+    assert all(predict(faulty, raws[0]).status_code == 200 for _ in range(10))  # gunicorn replaced the worker
