@@ -7,7 +7,7 @@ MODEL_FLAGS := $(if $(MODEL),--model $(MODEL),)
 export FAKELENS_DATA ?= $(abspath ../shared/data)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: deps up test train tune evaluate export push-dashboards dashboards clean
+.PHONY: deps up test train tune evaluate export bench soak chaos fuzz push-dashboards dashboards clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -46,6 +46,18 @@ export: deps  ## TorchScript + config.pbtxt into model_repository/
 
 evaluate: deps  ## the committed models on the full test split -> training/results/benchmark.json + plots
 	$(PY) -m training.evaluate
+
+bench: deps  ## stack vs in-process ceiling vs seed-style server at concurrency 1/4/16 -> bench/results/serving.*
+	$(PY) -m bench.serving $(if $(SECONDS_PER_LEVEL),--seconds $(SECONDS_PER_LEVEL),)
+
+soak: deps  ## 10 minutes at concurrency 8: errors and memory growth -> bench/results/soak.*
+	$(PY) -m bench.soak
+
+chaos: deps  ## Triton stopped, a gunicorn worker killed, a model unloaded, all under load -> bench/results/chaos.json
+	$(PY) -m bench.chaos
+
+fuzz: deps  ## 10,000 fuzzed uploads against a real stack -> bench/results/fuzz.json
+	$(PY) -m bench.fuzz
 
 clean:
 	rm -rf .run .cache

@@ -46,6 +46,17 @@ class Ports:
         return cls(*values)
 
 
+def free_ports(n: int) -> list[int]:
+    """n distinct ports that were free on loopback a moment ago (tests and benchmarks)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
 def port_free(port: int) -> bool:
     with socket.socket() as s:
         try:
@@ -97,11 +108,12 @@ class Stack:
 
     def __init__(self, ports: Ports | None = None, run_dir: Path = ROOT / ".run",
                  repository: Path = ROOT / "model_repository", workers: int = 2, threads: int = 8,
-                 services: tuple[str, ...] = ("triton", "gateway", "prometheus"), startup_timeout: float = 120):
+                 model_threads: int = 1, services: tuple[str, ...] = ("triton", "gateway", "prometheus"), startup_timeout: float = 120):
         self.ports = ports or Ports.from_env()
         self.run_dir = run_dir
         self.repository = repository
         self.workers, self.threads = workers, threads
+        self.model_threads = model_threads  # torch threads per Triton model instance
         self.wanted = services
         self.timeout = startup_timeout
         self.started: list[Service] = []
@@ -116,7 +128,7 @@ class Stack:
         for src in (paths["backend"] / "libtriton_python.so", paths["backend"] / "triton_python_backend_utils.py",
                     paths["stub"]):
             (backends / src.name).symlink_to(src)
-        self.contracts = twin.derive(self.repository, self.run_dir / "model_repository")
+        self.contracts = twin.derive(self.repository, self.run_dir / "model_repository", self.model_threads)
         libdir = sysconfig.get_config_var("LIBDIR")
         env = {  # the stub finds its interpreter as `python3` on PATH: put this venv first
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",

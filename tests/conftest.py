@@ -2,36 +2,15 @@
 from __future__ import annotations
 
 import io
-import socket
-import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from stack.launch import Ports, Stack
-from training.data import data_dir
+from bench.load import sample_test_images
+from stack.launch import Ports, Stack, free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def cifake_test_images(count: int) -> list[tuple[str, bytes, int]]:
-    """(member name, original JPEG bytes, label) from the official test archive, both classes, spread out."""
-    with zipfile.ZipFile(data_dir() / "cifake-test.zip") as z:
-        names = z.namelist()
-        picks = [names[i] for i in np.linspace(0, len(names) - 1, count).astype(int)]
-        return [(n, z.read(n), int(n.startswith("FAKE/"))) for n in picks]
 
 
 def png_bytes(size=(64, 48), mode="RGB", color=(200, 30, 30)) -> bytes:
@@ -42,7 +21,7 @@ def png_bytes(size=(64, 48), mode="RGB", color=(200, 30, 30)) -> bytes:
 
 @pytest.fixture(scope="session")
 def cifake_samples() -> list[tuple[str, bytes, int]]:
-    return cifake_test_images(40)
+    return sample_test_images(40)
 
 
 def start_stack(tmp: Path, services=("triton", "gateway", "prometheus")) -> Stack:

@@ -9,10 +9,11 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import cifake_test_images, png_bytes
+from bench.load import sample_test_images
+from tests.conftest import png_bytes
 
 EXAMPLES = int(os.environ.get("FAKELENS_FUZZ_EXAMPLES", "150"))
-SEEDS = [raw for _, raw, _ in cifake_test_images(4)] + [png_bytes((40, 30)), png_bytes((33, 31), mode="RGBA")]
+SEEDS = [raw for _, raw, _ in sample_test_images(4)] + [png_bytes((40, 30)), png_bytes((33, 31), mode="RGBA")]
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
 

@@ -10,7 +10,8 @@ import requests
 import torch
 from PIL import Image
 
-from tests.conftest import ROOT, cifake_test_images, png_bytes
+from bench.load import sample_test_images
+from tests.conftest import ROOT, png_bytes
 
 MODELS = ("baseline_cnn", "tuned_cnn", "resnet50")
 WEIGHTS = json.loads((ROOT / "training" / "results" / "benchmark.json").read_text())["models"]["ensemble"]["weights"]
@@ -49,7 +50,7 @@ def test_single_uploads_match_the_models_in_process(gateway_url, cifake_samples)
 
 def test_batch_of_2000_test_images_agrees_with_in_process_ensemble(gateway_url):
     """The serving issue's acceptance check: >= 99.9% identical verdicts on 2,000 official test images."""
-    images = cifake_test_images(2000)
+    images = sample_test_images(2000)
     expected = in_process_p_fake([raw for _, raw, _ in images])
     ensemble = sum(WEIGHTS[m] * expected[m] for m in MODELS)
     got = []

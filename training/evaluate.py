@@ -61,6 +61,20 @@ def ensemble_weights(val_probs: dict[str, np.ndarray], y: np.ndarray, step: floa
     return {n: round(float(v), 4) for n, v in zip(names, best)}
 
 
+def markdown_table(table: dict) -> str:
+    """The README's model table, from benchmark.json."""
+    lines = ["| model | F1 | precision | recall | accuracy | ROC-AUC | ECE | parameters | training | device |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in table["models"].items():
+        train = f"{r['train_seconds'] / 60:.1f} min" if r.get("train_seconds") else "-"
+        if r.get("epochs"):
+            train += f", {r['epochs']} epochs"
+        lines.append(f"| {name} | {r['f1']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | {r['accuracy']:.4f} | "
+                     f"{r['roc_auc']:.4f} | {r['ece']:.4f} | {r.get('parameters', 0):,} | {train} | "
+                     f"{r.get('device', '-')} |")
+    return "\n".join(lines) + "\n"
+
+
 def evaluate(repository: Path, results: Path, test: data.Split, dropped: dict, val: data.Split) -> dict:
     names = [p.parent.name for p in sorted(repository.glob("*/config.pbtxt"))]
     rows, probs, val_probs = {}, {}, {}
@@ -93,6 +107,7 @@ def evaluate(repository: Path, results: Path, test: data.Split, dropped: dict, v
              "notes": [n.format(**dropped) for n in NOTES], "models": rows}
     results.mkdir(parents=True, exist_ok=True)
     (results / "benchmark.json").write_text(json.dumps(table, indent=2) + "\n")
+    (results / "benchmark.md").write_text(markdown_table(table))
     plots.all_plots(table, probs, test.y, results)
     return table
 

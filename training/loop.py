@@ -107,6 +107,8 @@ def fit(net: nn.Module, train: Split, val: Split, recipe: Recipe, device: torch.
             print(f"resuming from {ckpt} after epoch {state['epoch']}")
         else:
             print(f"ignoring {ckpt}: it was made with another recipe")
+    if run_dir and state["epoch"] == 0 and (run_dir / "log.jsonl").exists():
+        (run_dir / "log.jsonl").unlink()  # a fresh run starts a fresh log
 
     for epoch in range(state["epoch"], recipe.epochs):
         rng = np.random.default_rng(recipe.seed * 1000 + epoch)  # per-epoch seed: resume replays exactly

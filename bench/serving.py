@@ -1,0 +1,145 @@
+"""`make bench`: the served stack against the in-process ceiling and the seed's sequential server.
+
+    python -m bench.serving                       # start a stack on free ports, measure, stop it
+    python -m bench.serving --url http://127.0.0.1:8080 --seconds 30
+
+One run measures, on the same machine and the same real CIFAKE test images:
+  1. the in-process ceiling (bench/inprocess.py),
+  2. the stack (gunicorn gateway -> Triton) at each concurrency level,
+  3. the seed-style server (one process, three models in a row) at the same levels,
+then prints the table and writes bench/results/serving.json and serving.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+import torch
+
+from bench import inprocess
+from bench.load import run_level, sample_test_images
+from stack.launch import ROOT, Ports, Stack, free_ports
+
+RESULTS = ROOT / "bench" / "results"
+MODELS = ["baseline_cnn", "tuned_cnn", "resnet50"]
+
+
+def measure_levels(name: str, url: str, images: list[bytes], levels: list[int], seconds: float) -> list[dict]:
+    run_level(url, images, 2, 2)  # warm-up, not recorded
+    rows = []
+    for c in levels:
+        row = run_level(url, images, c, seconds).summary()
+        rows.append(row)
+        print(f"  {name:5s} c={c:<3d} {row['rps']:7.1f} req/s  p50 {row['p50_ms']:7.1f} ms  p95 {row['p95_ms']:7.1f} ms  "
+              f"p99 {row['p99_ms']:7.1f} ms  errors {row['errors']}", flush=True)
+    return rows
+
+
+def seed_levels(images: list[bytes], levels: list[int], seconds: float) -> list[dict]:
+    port = free_ports(1)[0]
+    proc = subprocess.Popen([sys.executable, "-m", "bench.inprocess", "--repository", str(ROOT / "model_repository"),
+                             "--models", ",".join(MODELS), "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/predict"
+        deadline = time.time() + 60
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except requests.ConnectionError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the seed-style server did not start")
+                time.sleep(0.3)
+        return measure_levels("seed", url, images, levels, seconds)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in ("stack", "seed"):
+        rows = result[name]
+        ax.plot([r["rps"] for r in rows], [r["p50_ms"] for r in rows], "-o", label=f"{name} p50")
+        ax.plot([r["rps"] for r in rows], [r["p95_ms"] for r in rows], ":o", label=f"{name} p95")
+        for r in rows:
+            ax.annotate(f"c={r['concurrency']}", (r["rps"], r["p50_ms"]), fontsize=7, xytext=(4, 4),
+                        textcoords="offset points")
+    ax.axvline(result["ceiling"]["rps"], color="grey", ls="--", label="in-process ceiling")
+    ax.set(xlabel="requests / s (one image each)", ylabel="latency (ms)", yscale="log",
+           title=f"Latency against throughput ({result['device']})")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", help="a running gateway (default: start a stack on free ports)")
+    ap.add_argument("--levels", default="1,4,16", help="concurrency levels")
+    ap.add_argument("--seconds", type=float, default=20, help="per level")
+    ap.add_argument("--images", type=int, default=1000, help="distinct CIFAKE test images to upload")
+    ap.add_argument("--workers", type=int, default=2, help="gunicorn workers of the stack started here")
+    ap.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
+    ap.add_argument("--model-threads", type=int, default=1, help="torch threads per Triton model instance")
+    ap.add_argument("--out", type=Path, default=RESULTS / "serving.json")
+    args = ap.parse_args()
+    levels = [int(c) for c in args.levels.split(",")]
+    torch.set_num_threads(2)
+
+    images = [raw for _, raw, _ in sample_test_images(args.images)]
+    print(f"in-process ceiling ({len(images)} images) ...", flush=True)
+    result = {"device": f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads (CPU)",
+              "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds_per_level": args.seconds,
+              "stack_config": {"gunicorn_workers": args.workers, "gunicorn_threads": args.threads,
+                               "torch_threads_per_model": args.model_threads, "transport": "gRPC"},
+              "ceiling": inprocess.ceiling(inprocess.load_models(ROOT / "model_repository", MODELS), images)}
+    print(f"  {result['ceiling']}", flush=True)
+
+    stack = None
+    if args.url:
+        url = args.url.rstrip("/")
+    else:
+        run_dir = ROOT / ".run" / "bench"
+        stack = Stack(Ports(*free_ports(5)), run_dir=run_dir, services=("triton", "gateway"), workers=args.workers,
+                      threads=args.threads, model_threads=args.model_threads).start()
+        url = f"http://127.0.0.1:{stack.ports.gateway}"
+    try:
+        result["stack"] = measure_levels("stack", url + "/v1/predict", images, levels, args.seconds)
+    finally:
+        if stack:
+            stack.stop()
+    result["seed"] = seed_levels(images, levels, args.seconds)
+
+    top = max(levels)
+    at = {name: next(r for r in result[name] if r["concurrency"] == top) for name in ("stack", "seed")}
+    c1 = next(r for r in result["stack"] if r["concurrency"] == min(levels))
+    result["summary"] = {
+        f"stack_over_ceiling_c{top}": round(at["stack"]["rps"] / result["ceiling"]["rps"], 3),
+        f"stack_over_seed_c{top}": round(at["stack"]["rps"] / max(at["seed"]["rps"], 1e-9), 3),
+        f"stack_p50_c{min(levels)}_over_inprocess_batch1": round(c1["p50_ms"] / result["ceiling"]["batch1_p50_ms"], 2),
+        "errors": sum(r["errors"] for name in ("stack", "seed") for r in result[name]),
+    }
+    print(json.dumps(result["summary"], indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
