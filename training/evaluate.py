@@ -88,7 +88,7 @@ def evaluate(repository: Path, results: Path, test: data.Split, dropped: dict, v
         if record.is_file():
             train = json.loads(record.read_text())
             row.update({k: train[k] for k in ("parameters", "train_seconds", "wall_seconds", "device", "temperature",
-                                              "val_ece_before", "val_ece_after", "train_images", "val_images")})
+                                              "val_ece_before", "val_ece_after", "train_images", "val_images", "flip_tta")})
             row["epochs"] = train["recipe"]["epochs"]
             row["val_f1"] = train["history"][-1]["val_f1"]
         rows[name] = row

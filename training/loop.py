@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from training.data import Split
 from training.metrics import binary_metrics
-from training.nets import normalise
+from training.nets import flip_averaged, normalise
 
 
 @dataclass
@@ -62,12 +62,14 @@ def autocast(device: torch.device):
 
 
 @torch.no_grad()
-def predict_logits(net: nn.Module, split: Split, device: torch.device, batch_size: int = 512) -> np.ndarray:
+def predict_logits(net: nn.Module, split: Split, device: torch.device, batch_size: int = 512,
+                   flip_tta: bool = False) -> np.ndarray:
     net.eval()
     out = []
     for idx in batches(len(split), batch_size):
+        x = to_input(split.x[idx], device)
         with autocast(device):
-            out.append(net(to_input(split.x[idx], device)).float().cpu())
+            out.append((flip_averaged(net, x) if flip_tta else net(x)).float().cpu())
     return torch.cat(out).numpy()
 
 

@@ -54,12 +54,18 @@ def resnet50() -> nn.Module:
     return model
 
 
+def flip_averaged(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Logits averaged over the image and its mirror: test-time augmentation for nets trained with flips."""
+    return (net(x) + net(x.flip(3))) / 2
+
+
 class Servable(nn.Module):
     """uint8 [N, 32, 32, 3] RGB -> float32 [N, 2] calibrated probabilities [P(REAL), P(FAKE)]."""
 
-    def __init__(self, net: nn.Module, temperature: float = 1.0):
+    def __init__(self, net: nn.Module, temperature: float = 1.0, flip_tta: bool = False):
         super().__init__()
         self.net = net
+        self.flip_tta = flip_tta  # a plain attribute: tracing records one branch
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
         self.register_buffer("temperature", torch.tensor(float(temperature)))
@@ -67,7 +73,8 @@ class Servable(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = pixels.permute(0, 3, 1, 2).float()
         x = (x - self.mean) / self.std
-        return torch.softmax(self.net(x) / self.temperature, dim=1)
+        logits = flip_averaged(self.net, x) if self.flip_tta else self.net(x)
+        return torch.softmax(logits / self.temperature, dim=1)
 
 
 def normalise(pixels: torch.Tensor) -> torch.Tensor:
