@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -87,6 +88,13 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", help="a running gateway (default: start a stack on free ports)")
@@ -96,19 +104,21 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="gunicorn workers of the stack started here")
     ap.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
     ap.add_argument("--model-threads", type=int, default=1, help="torch threads per Triton model instance")
+    ap.add_argument("--only-stack", action="store_true", help="skip the ceiling and the seed (tuning runs)")
     ap.add_argument("--out", type=Path, default=RESULTS / "serving.json")
     args = ap.parse_args()
     levels = [int(c) for c in args.levels.split(",")]
     torch.set_num_threads(2)
 
     images = [raw for _, raw, _ in sample_test_images(args.images)]
-    print(f"in-process ceiling ({len(images)} images) ...", flush=True)
-    result = {"device": f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads (CPU)",
+    result = {"device": f"{cpu_name()}, {os.cpu_count()} cores, no GPU",
               "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds_per_level": args.seconds,
               "stack_config": {"gunicorn_workers": args.workers, "gunicorn_threads": args.threads,
-                               "torch_threads_per_model": args.model_threads, "transport": "gRPC"},
-              "ceiling": inprocess.ceiling(inprocess.load_models(ROOT / "model_repository", MODELS), images)}
-    print(f"  {result['ceiling']}", flush=True)
+                               "torch_threads_per_model": args.model_threads, "transport": "gRPC"}}
+    if not args.only_stack:
+        print(f"in-process ceiling ({len(images)} images) ...", flush=True)
+        result["ceiling"] = inprocess.ceiling(inprocess.load_models(ROOT / "model_repository", MODELS), images)
+        print(f"  {result['ceiling']}", flush=True)
 
     stack = None
     if args.url:
@@ -123,22 +133,28 @@ def main() -> None:
     finally:
         if stack:
             stack.stop()
-    result["seed"] = seed_levels(images, levels, args.seconds)
+    if not args.only_stack:
+        result["seed"] = seed_levels(images, levels, args.seconds)
+        result["summary"] = summarise(result, levels)
+        print(json.dumps(result["summary"], indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if not args.only_stack:
+        plot(result, args.out.with_suffix(".png"))
+    print(f"wrote {args.out}")
 
+
+def summarise(result: dict, levels: list[int]) -> dict:
+    """The issue's three ratios, and the error count."""
     top = max(levels)
     at = {name: next(r for r in result[name] if r["concurrency"] == top) for name in ("stack", "seed")}
     c1 = next(r for r in result["stack"] if r["concurrency"] == min(levels))
-    result["summary"] = {
+    return {
         f"stack_over_ceiling_c{top}": round(at["stack"]["rps"] / result["ceiling"]["rps"], 3),
         f"stack_over_seed_c{top}": round(at["stack"]["rps"] / max(at["seed"]["rps"], 1e-9), 3),
         f"stack_p50_c{min(levels)}_over_inprocess_batch1": round(c1["p50_ms"] / result["ceiling"]["batch1_p50_ms"], 2),
         "errors": sum(r["errors"] for name in ("stack", "seed") for r in result[name]),
     }
-    print(json.dumps(result["summary"], indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, args.out.with_suffix(".png"))
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

@@ -23,5 +23,10 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     return float(log_t.detach().exp())
 
 
+def nll(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of softmax(logits / T): what calibration and TTA choices compare."""
+    return float(F.cross_entropy(torch.from_numpy(logits).double() / temperature, torch.from_numpy(y)))
+
+
 def p_fake(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return torch.softmax(torch.from_numpy(logits).double() / temperature, 1)[:, 1].numpy()

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from training import data
-from training.calibrate import fit_temperature, p_fake
+from training.calibrate import fit_temperature, nll, p_fake
 from training.loop import fit, pick_device, predict_logits
 from training.metrics import binary_metrics, expected_calibration_error
 from training.models import MODELS
@@ -39,10 +39,11 @@ def train_one(name: str, ds: data.Cifake, device: torch.device, workdir: Path, r
     wall = time.time()
     out = fit(net, ds.train, ds.val, recipe, device, run_dir)
 
-    # A net trained on mirrored images is served on both views (nets.Servable); calibrate what is served.
-    flip_tta = recipe.flip
-    logits = predict_logits(net, ds.val, device, flip_tta=flip_tta)
-    temperature = fit_temperature(logits, ds.val.y)
+    # Serve on the image and its mirror (nets.Servable) when that fits validation better once calibrated.
+    views = {tta: predict_logits(net, ds.val, device, flip_tta=tta) for tta in (False, True)}
+    temps = {tta: fit_temperature(v, ds.val.y) for tta, v in views.items()}
+    flip_tta = nll(views[True], ds.val.y, temps[True]) < nll(views[False], ds.val.y, temps[False])
+    logits, temperature = views[flip_tta], temps[flip_tta]
     net.cpu().eval()
     torch.save({"net": net, "temperature": temperature, "flip_tta": flip_tta}, run_dir / "final.pt")
     summary = {
