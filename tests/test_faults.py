@@ -71,6 +71,11 @@ def test_killed_gunicorn_worker_loses_only_its_in_flight_requests(faulty, cifake
     workers = subprocess.run(["pgrep", "-P", str(gateway.proc.pid)], capture_output=True, text=True).stdout.split()
     assert len(workers) == 2, workers
     raws = [raw for _, raw, _ in cifake_samples]
+    # After the Triton restart above, each worker reconnects on its own: wait until both answer.
+    deadline, streak = time.time() + 30, 0
+    while streak < 10 and time.time() < deadline:
+        streak = streak + 1 if predict(faulty, raws[0]).status_code == 200 else 0
+    assert streak >= 10, "the gateway did not recover from the Triton restart"
 
     def one(i: int) -> int:
         try:
