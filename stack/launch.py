@@ -108,7 +108,8 @@ class Stack:
 
     def __init__(self, ports: Ports | None = None, run_dir: Path = ROOT / ".run",
                  repository: Path = ROOT / "model_repository", workers: int = 2, threads: int = 8,
-                 model_threads: int = 1, services: tuple[str, ...] = ("triton", "gateway", "prometheus"), startup_timeout: float = 120):
+                 model_threads: int = 1, services: tuple[str, ...] = ("triton", "gateway", "prometheus"),
+                 startup_timeout: float = 120):
         self.ports = ports or Ports.from_env()
         self.run_dir = run_dir
         self.repository = repository
