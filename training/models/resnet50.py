@@ -1,8 +1,8 @@
 """torchvision ResNet-50, trained from scratch (no pretrained weights can be downloaded).
 
-AdamW rather than SGD: on the 8x8-resolution body (measured with an earlier space-to-depth stem), SGD with momentum diverged
-at learning rates above ~0.01 (loss > 1 within 50 steps), while AdamW at 1e-3 learned
-steadily from the first steps.
+AdamW rather than SGD: on the 8x8-resolution body (measured with an earlier
+space-to-depth stem), SGD with momentum diverged at learning rates above ~0.01
+(loss > 1 within 50 steps), while AdamW at 1e-3 learned steadily from the first steps.
 """
 from torch import nn
 
