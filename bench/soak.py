@@ -112,6 +112,7 @@ def main() -> None:
         "rss_mib_first": {k: round(v / 2**20, 1) for k, v in first.items()},
         "rss_mib_last": {k: round(v / 2**20, 1) for k, v in last.items()},
         "windows": rows,
+        "rss_mib_samples": [{"t": x["t"], "rss": {k: round(v / 2**20, 1) for k, v in x["rss"].items()}} for x in samples],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
