@@ -17,15 +17,16 @@ import signal
 import subprocess
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import requests
 import tritonclient.http as httpclient
 
+from bench import RESULTS
 from bench.load import Level, run_level, sample_test_images
 from stack.launch import ROOT, Ports, Stack, free_ports
 
-RESULTS = ROOT / "bench" / "results"
 CONCURRENCY = 4
 
 
@@ -50,15 +51,12 @@ class Background:
 
 
 def statuses(events, since: float = 0, until: float = float("inf")) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for t, status, _ in events:
-        if since <= t < until:
-            out[str(status)] = out.get(str(status), 0) + 1
-    return out
+    """{HTTP status: count} of the requests started in [since, until); 0 = no answer."""
+    return dict(Counter(str(status) for t, status, _ in events if since <= t < until))
 
 
 def triton_stop(stack: Stack, url: str, images: list[bytes]) -> dict:
-    load = Background(url, images, 30)
+    load = Background(url, images, 60)  # Triton takes 20-30 s to start its three model processes here
     time.sleep(5)
     down = load.t()
     stack.stop_service("triton")
@@ -72,7 +70,7 @@ def triton_stop(stack: Stack, url: str, images: list[bytes]) -> dict:
             "before": statuses(events, 0, down), "while_down": statuses(events, down, up), "after": statuses(events, up),
             "slowest_failed_request_ms": round(max(failed_ms), 1) if failed_ms else None,
             "first_200_after_ready_s": round(first_ok - up, 2) if first_ok else None,
-            "hung_requests": sum(1 for _, status, _ in events if status == 0)}
+            "unanswered_requests": sum(1 for _, status, _ in events if status == 0)}  # timed out or dropped
 
 
 def worker_kill(stack: Stack, url: str, images: list[bytes]) -> dict:

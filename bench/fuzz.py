@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+from bench import RESULTS
 from stack.launch import ROOT
 
-RESULTS = ROOT / "bench" / "results"
 FUZZ_TESTS = 3  # test_fuzz_predict, test_fuzz_batch, test_fuzz_raw_multipart_bodies
 
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gateway.config import DEFAULTS
 from gateway.images import to_pixels
 
-MAX_PIXELS = 50_000_000
+MAX_PIXELS = DEFAULTS["MAX_PIXELS"]
 
 
 def load_models(repository: Path, names: list[str]) -> dict[str, torch.jit.ScriptModule]:

@@ -23,11 +23,10 @@ from pathlib import Path
 import requests
 import torch
 
-from bench import inprocess
+from bench import RESULTS, inprocess
 from bench.load import run_level, sample_test_images
 from stack.launch import ROOT, Ports, Stack, free_ports
 
-RESULTS = ROOT / "bench" / "results"
 MODELS = ["baseline_cnn", "tuned_cnn", "resnet50"]
 
 

@@ -16,10 +16,9 @@ import os
 import time
 from pathlib import Path
 
+from bench import RESULTS
 from bench.load import run_level, sample_test_images
 from stack.launch import ROOT, Ports, Stack, free_ports
-
-RESULTS = ROOT / "bench" / "results"
 
 
 def group_rss(pgid: int) -> dict[str, int]:

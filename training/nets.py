@@ -57,7 +57,7 @@ def resnet50() -> nn.Module:
 
 
 def flip_averaged(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Logits averaged over the image and its mirror: test-time augmentation for nets trained with flips."""
+    """Logits averaged over the image and its mirror (test-time augmentation; train.py decides on validation)."""
     return (net(x) + net(x.flip(3))) / 2
 
 
