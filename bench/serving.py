@@ -15,30 +15,71 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import requests
 import torch
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import RESULTS, inprocess
 from bench.load import run_level, sample_test_images
+from bench.procs import stack_usage
 from stack.launch import ROOT, Ports, Stack, free_ports
 
 MODELS = ["baseline_cnn", "tuned_cnn", "resnet50"]
+# Triton's per-model counters: requests, executions (batches) and time spent queued.
+TRITON_COUNTERS = {"nv_inference_count", "nv_inference_exec_count", "nv_inference_queue_duration_us"}
 
 
-def measure_levels(name: str, url: str, images: list[bytes], levels: list[int], seconds: float) -> list[dict]:
+def measure_levels(name: str, url: str, images: list[bytes], levels: list[int], seconds: float,
+                   stack: Stack | None = None) -> list[dict]:
+    """One row per concurrency level; with `stack`, each row also says where the CPU time went."""
     run_level(url, images, 2, 2)  # warm-up, not recorded
     rows = []
     for c in levels:
+        before = snapshot(stack) if stack else None
         row = run_level(url, images, c, seconds).summary()
+        if stack:
+            row["breakdown"] = breakdown(before, snapshot(stack), row["ok"])
         rows.append(row)
         print(f"  {name:5s} c={c:<3d} {row['rps']:7.1f} req/s  p50 {row['p50_ms']:7.1f} ms  p95 {row['p95_ms']:7.1f} ms  "
               f"p99 {row['p99_ms']:7.1f} ms  errors {row['errors']}", flush=True)
+        if stack:
+            print(f"        {row['breakdown']}", flush=True)
     return rows
+
+
+def snapshot(stack: Stack) -> dict:
+    """CPU seconds so far per process role (this process is the load client), and Triton's per-model counters."""
+    cpu = Counter({"load client": sum(resource.getrusage(resource.RUSAGE_SELF)[:2])})
+    for label, usage in stack_usage(stack).items():
+        cpu[label.split(" ", 2)[2]] += usage.cpu  # "triton: 123 stub resnet50" -> "stub resnet50"
+    text = requests.get(f"http://127.0.0.1:{stack.ports.triton_metrics}/metrics", timeout=5).text
+    counters = Counter()
+    for family in text_string_to_metric_families(text):
+        if family.name in TRITON_COUNTERS:
+            for sample in family.samples:
+                counters[(sample.labels["model"], family.name)] += sample.value
+    return {"cpu": cpu, "triton": counters}
+
+
+def breakdown(before: dict, after: dict, requests_ok: int) -> dict:
+    """CPU milliseconds per answered request by process role, and each model's mean batch and queue wait."""
+    cpu = {role: round((after["cpu"][role] - before["cpu"][role]) * 1000 / max(requests_ok, 1), 2)
+           for role in after["cpu"]}
+    delta = after["triton"] - before["triton"]
+    models = {}
+    for model in sorted({m for m, _ in after["triton"]}):
+        n, batches = delta[(model, "nv_inference_count")], delta[(model, "nv_inference_exec_count")]
+        models[model] = {"mean_batch": round(n / batches, 2) if batches else None,
+                         "queue_ms": round(delta[(model, "nv_inference_queue_duration_us")] / n / 1000, 2) if n else None}
+    return {"cpu_ms_per_request": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
+            "cpu_ms_per_request_total": round(sum(cpu.values()), 2), "triton": models}
 
 
 def seed_levels(images: list[bytes], levels: list[int], seconds: float) -> list[dict]:
@@ -128,7 +169,7 @@ def main() -> None:
                       threads=args.threads, model_threads=args.model_threads).start()
         url = f"http://127.0.0.1:{stack.ports.gateway}"
     try:
-        result["stack"] = measure_levels("stack", url + "/v1/predict", images, levels, args.seconds)
+        result["stack"] = measure_levels("stack", url + "/v1/predict", images, levels, args.seconds, stack)
     finally:
         if stack:
             stack.stop()

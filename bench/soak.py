@@ -1,6 +1,6 @@
 """`make soak`: 10 minutes at concurrency 8 against a fresh stack; errors and memory growth.
 
-    python -m bench.soak                 # 600 s after a 60 s warm-up
+    python -m bench.soak                 # 600 s after a 120 s warm-up
     python -m bench.soak --seconds 120   # shorter
 
 Resident memory of every process of the stack (tritonserver, its python-backend
@@ -12,47 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 from bench import RESULTS
 from bench.load import run_level, sample_test_images
+from bench.procs import stack_usage
 from stack.launch import ROOT, Ports, Stack, free_ports
 
 
-def group_rss(pgid: int) -> dict[str, int]:
-    """{"<pid> <command>": resident bytes} for every live process in a process group."""
-    out = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[2]) != pgid:  # field 5, after the parenthesised name
-                continue
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-            rss = next(int(line.split()[1]) * 1024 for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                       if line.startswith("VmRSS:"))
-        except (OSError, StopIteration, ValueError, IndexError):  # the process ended while we looked
-            continue
-        out[_label(pid, cmd)] = rss
-    return out
-
-
-def _label(pid: str, cmd: str) -> str:
-    """'<pid> tritonserver', '<pid> stub resnet50', '<pid> gunicorn'."""
-    argv = cmd.split()
-    if "model_repository/" in cmd:  # a python-backend stub: name it by its model
-        return f"{pid} stub {cmd.split('model_repository/', 1)[1].split('/', 1)[0]}"
-    if "gunicorn" in cmd:
-        return f"{pid} gunicorn"
-    return f"{pid} {Path(argv[0]).name if argv else '?'}"
-
-
 def stack_rss(stack: Stack) -> dict[str, int]:
-    rss = {}
-    for svc in stack.started:
-        rss.update({f"{svc.name}: {k}": v for k, v in group_rss(svc.proc.pid).items()})
-    return rss
+    return {name: u.rss for name, u in stack_usage(stack).items()}
 
 
 def plot(samples: list[dict], path: Path) -> None:
@@ -77,7 +47,7 @@ def plot(samples: list[dict], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=600)
-    ap.add_argument("--warmup", type=float, default=60)
+    ap.add_argument("--warmup", type=float, default=120)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--every", type=float, default=30, help="seconds between memory samples")
     ap.add_argument("--out", type=Path, default=RESULTS / "soak.json")
@@ -87,8 +57,15 @@ def main() -> None:
     with Stack(Ports(*free_ports(5)), run_dir=ROOT / ".run" / "soak", services=("triton", "gateway")) as stack:
         url = f"http://127.0.0.1:{stack.ports.gateway}/v1/predict"
         print(f"warm-up {args.warmup:.0f} s ...", flush=True)
-        run_level(url, images, args.concurrency, args.warmup)
-        samples = [{"t": 0.0, "rss": stack_rss(stack)}]
+        # In `every`-long windows like the soak itself: each window opens fresh keep-alive
+        # connections, so every gunicorn worker gets its share before memory is first read.
+        start, idle = time.time(), stack_usage(stack)
+        while time.time() - start < args.warmup:
+            run_level(url, images, args.concurrency, min(args.every, args.warmup - (time.time() - start)))
+        warm = stack_usage(stack)
+        warmup_cpu = {name: round(u.cpu - idle[name].cpu, 1) for name, u in warm.items() if name in idle}
+        print(f"CPU seconds each process spent in the warm-up: {warmup_cpu}", flush=True)
+        samples = [{"t": 0.0, "rss": {name: u.rss for name, u in warm.items()}}]
         rows, start = [], time.time()
         while time.time() - start < args.seconds:
             row = run_level(url, images, args.concurrency, min(args.every, args.seconds - (time.time() - start)))
@@ -102,7 +79,7 @@ def main() -> None:
     growth = {name: round(last[name] / first[name] - 1, 4) for name in first if name in last}
     result = {
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "concurrency": args.concurrency,
-        "seconds": round(time.time() - start, 1), "warmup_seconds": args.warmup,
+        "seconds": round(time.time() - start, 1), "warmup_seconds": args.warmup, "warmup_cpu_seconds": warmup_cpu,
         "requests": sum(r["requests"] for r in rows), "errors": sum(r["errors"] for r in rows),
         "rps": round(sum(r["ok"] for r in rows) / sum(r["seconds"] for r in rows), 1),
         "p95_ms_worst_window": max(r["p95_ms"] for r in rows),

@@ -113,3 +113,20 @@ def test_gateway_metrics_after_traffic(gateway_url, cifake_samples):
                    'fakelens_verdicts_total{model="ensemble"', "fakelens_upload_bytes_bucket",
                    'fakelens_model_f1{model="ensemble"}'):
         assert needle in text, needle
+
+
+def test_bench_breakdown_accounts_for_every_model_and_process(stack, gateway_url, cifake_samples):
+    """The CPU and batching breakdown `make bench` prints, on real traffic: each upload reaches all
+    three models, and the python-backend stubs and gunicorn show up as spending CPU on it."""
+    from bench.serving import breakdown, snapshot
+
+    before = snapshot(stack)
+    for _, raw, _ in cifake_samples[:20]:
+        assert post(gateway_url, [("x.jpg", raw)]).status_code == 200
+    b = breakdown(before, snapshot(stack), 20)
+    assert set(b["triton"]) == set(MODELS)
+    for model, stats in b["triton"].items():
+        assert stats["mean_batch"] >= 1 and stats["queue_ms"] >= 0, (model, stats)
+    for role in ("gunicorn", *(f"stub {m}" for m in MODELS)):
+        assert b["cpu_ms_per_request"][role] > 0, (role, b)
+    assert b["cpu_ms_per_request_total"] == pytest.approx(sum(b["cpu_ms_per_request"].values()), abs=0.1)
