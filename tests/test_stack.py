@@ -48,6 +48,18 @@ def test_single_uploads_match_the_models_in_process(gateway_url, cifake_samples)
         assert body["confidence"] == pytest.approx(max(mean, 1 - mean), abs=1e-5)
 
 
+@pytest.mark.parametrize("size", [2, 3, 5, 8])
+def test_small_batches_match_the_models_in_process(gateway_url, cifake_samples, size):
+    """Small batches may run without oneDNN in the CPU twin (stack/twin_model.py): same answers."""
+    chunk = cifake_samples[:size]
+    expected = in_process_p_fake([raw for _, raw, _ in chunk])
+    resp = post(gateway_url, [(name, raw) for name, raw, _ in chunk], "/v1/predict/batch")
+    assert resp.status_code == 200, resp.text
+    for i, result in enumerate(resp.json()["results"]):
+        for model in MODELS:
+            assert result["models"][model]["prob_fake"] == pytest.approx(expected[model][i], abs=1e-5)
+
+
 def test_batch_of_2000_test_images_agrees_with_in_process_ensemble(gateway_url):
     """The serving issue's acceptance check: >= 99.9% identical verdicts on 2,000 official test images."""
     images = sample_test_images(2000)
