@@ -13,16 +13,25 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench import RESULTS
-from bench.load import run_level, sample_test_images
-from bench.procs import stack_usage
+from bench.load import Level, run_level, sample_test_images
+from bench.procs import Usage, stack_usage
 from stack.launch import ROOT, Ports, Stack, free_ports
 
 
-def stack_rss(stack: Stack) -> dict[str, int]:
-    return {name: u.rss for name, u in stack_usage(stack).items()}
+def rss(usage: dict[str, Usage]) -> dict[str, int]:
+    return {name: u.rss for name, u in usage.items()}
+
+
+def windows(url: str, images: list[bytes], concurrency: int, seconds: float, every: float) -> Iterator[Level]:
+    """Load in `every`-long windows for `seconds`; each window opens fresh keep-alive connections,
+    so every gunicorn worker gets its share."""
+    start = time.time()
+    while time.time() - start < seconds:
+        yield run_level(url, images, concurrency, min(every, seconds - (time.time() - start)))
 
 
 def plot(samples: list[dict], path: Path) -> None:
@@ -57,20 +66,18 @@ def main() -> None:
     with Stack(Ports(*free_ports(5)), run_dir=ROOT / ".run" / "soak", services=("triton", "gateway")) as stack:
         url = f"http://127.0.0.1:{stack.ports.gateway}/v1/predict"
         print(f"warm-up {args.warmup:.0f} s ...", flush=True)
-        # In `every`-long windows like the soak itself: each window opens fresh keep-alive
-        # connections, so every gunicorn worker gets its share before memory is first read.
-        start, idle = time.time(), stack_usage(stack)
-        while time.time() - start < args.warmup:
-            run_level(url, images, args.concurrency, min(args.every, args.warmup - (time.time() - start)))
+        # In windows like the soak itself, so both workers are warm before memory is first read.
+        idle = stack_usage(stack)
+        for _ in windows(url, images, args.concurrency, args.warmup, args.every):
+            pass
         warm = stack_usage(stack)
         warmup_cpu = {name: round(u.cpu - idle[name].cpu, 1) for name, u in warm.items() if name in idle}
         print(f"CPU seconds each process spent in the warm-up: {warmup_cpu}", flush=True)
-        samples = [{"t": 0.0, "rss": {name: u.rss for name, u in warm.items()}}]
+        samples = [{"t": 0.0, "rss": rss(warm)}]
         rows, start = [], time.time()
-        while time.time() - start < args.seconds:
-            row = run_level(url, images, args.concurrency, min(args.every, args.seconds - (time.time() - start)))
-            rows.append(row.summary())
-            samples.append({"t": round(time.time() - start, 1), "rss": stack_rss(stack)})
+        for level in windows(url, images, args.concurrency, args.seconds, args.every):
+            rows.append(level.summary())
+            samples.append({"t": round(time.time() - start, 1), "rss": rss(stack_usage(stack))})
             print(f"  t={samples[-1]['t']:6.0f} s  {rows[-1]['rps']:6.1f} req/s  p95 {rows[-1]['p95_ms']:6.1f} ms  "
                   f"errors {rows[-1]['errors']}  total RSS {sum(samples[-1]['rss'].values()) / 2**20:,.0f} MiB",
                   flush=True)

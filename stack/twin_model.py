@@ -32,10 +32,14 @@ class TritonPythonModel:
         self.without_onednn = self._batches_faster_without_onednn()
         print(f"{config['name']}: batch sizes run without oneDNN: {sorted(self.without_onednn)}", flush=True)
 
+    def _zeros(self, n: int) -> np.ndarray:
+        """A batch of n all-zero inputs, shaped and typed as config.pbtxt declares."""
+        dtype = pb_utils.triton_string_to_numpy(self.input["data_type"])
+        return np.zeros([n] + [int(d) for d in self.input["dims"]], dtype)
+
     def _check_contract(self):
         """Refuse to load (loudly) if the TorchScript file does not honour config.pbtxt."""
-        dtype = pb_utils.triton_string_to_numpy(self.input["data_type"])
-        probe = np.zeros([2] + [int(d) for d in self.input["dims"]], dtype)
+        probe = self._zeros(2)
         with torch.inference_mode():
             for _ in range(3):  # also warms TorchScript's profiling executor: the first calls are slow
                 out = self.model(torch.from_numpy(probe)).numpy()
@@ -57,12 +61,10 @@ class TritonPythonModel:
                 best = min(best, time.process_time() - start)
             return best
 
-        dtype = pb_utils.triton_string_to_numpy(self.input["data_type"])
-        dims = [int(d) for d in self.input["dims"]]
         faster = set()
         with torch.inference_mode():
             for n in SMALL_BATCHES:
-                x = torch.from_numpy(np.zeros([n] + dims, dtype))
+                x = torch.from_numpy(self._zeros(n))
                 with_onednn = cpu_seconds(x)
                 with torch.backends.mkldnn.flags(enabled=False):
                     if cpu_seconds(x) < 0.8 * with_onednn:
