@@ -20,19 +20,22 @@ def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
 
 
 def cnn(widths: tuple[int, ...] = (32, 64, 128), depth: int = 2, dropout: float = 0.1) -> nn.Sequential:
-    """Plain VGG-style CNN: `depth` conv-BN-ReLU per stage, 2x2 max-pool between stages.
+    """Plain CNN: per stage, conv -> 2x2 max-pool -> BN -> ReLU, then `depth - 1` conv-BN-ReLU.
 
-    The first stage runs at full 32x32 resolution on purpose: the traces that
-    give a generated image away are high-frequency, and pooling early loses them.
+    The first conv runs at full 32x32 resolution on purpose: the traces that give
+    a generated image away are high-frequency, and pooling before it loses them.
+    Pooling right after that conv (airbench's ordering) rather than at the end of
+    the stage makes every later conv, BN and ReLU 4x cheaper: an epoch takes 33 s
+    instead of 70 s on 2 cores, and 10 epochs reach validation F1 0.9724 as served
+    (conv-conv-pool stages: 0.9736).
     """
     layers: list[nn.Module] = []
     c_in = 3
-    for i, width in enumerate(widths):
-        for _ in range(depth):
-            layers.append(conv_bn(c_in, width))
-            c_in = width
-        if i < len(widths) - 1:
-            layers.append(nn.MaxPool2d(2))
+    for width in widths:
+        layers += [nn.Conv2d(c_in, width, 3, padding=1, bias=False), nn.MaxPool2d(2),
+                   nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+        layers += [conv_bn(width, width) for _ in range(depth - 1)]
+        c_in = width
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, 2)]
     return nn.Sequential(*layers)
 
@@ -42,9 +45,9 @@ def resnet50() -> nn.Module:
 
     The stock stem (7x7 stride-2 conv + max-pool) throws away 3/4 of the pixels
     of a 32x32 image before the first block, and with them the high-frequency
-    traces that give a generated image away. Here the stem is the CNNs' first
-    stages: two 3x3 conv-BN-ReLU at 32x32, pool, one at 16x16, then torchvision's
-    own max-pool. The 50-layer body then runs at the stock model's 8x8 resolution;
+    traces that give a generated image away. Here the stem is two 3x3
+    conv-BN-ReLU at 32x32, pool, one at 16x16, then torchvision's own max-pool.
+    The 50-layer body then runs at the stock model's 8x8 resolution;
     the stem adds ~18% compute.
     """
     # zero_init_residual: every block starts as the identity, which keeps a
@@ -57,8 +60,13 @@ def resnet50() -> nn.Module:
 
 
 def flip_averaged(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Logits averaged over the image and its mirror (test-time augmentation; train.py decides on validation)."""
-    return (net(x) + net(x.flip(3))) / 2
+    """Logits averaged over the image and its mirror (test-time augmentation; train.py decides on validation).
+
+    Both views go through the net as one batch of 2N: at the small batches a
+    server sees, reading the weights once instead of twice is what costs
+    (ResNet-50, batch 4, 1 thread: 16.9 -> 11.5 ms per image).
+    """
+    return net(torch.cat([x, x.flip(3)])).unflatten(0, (2, -1)).mean(0)
 
 
 class Servable(nn.Module):
