@@ -58,9 +58,9 @@ def test_resume_continues_from_checkpoint(smoke, capsys):
 
 def test_flip_averaging_in_one_batch_equals_two_passes():
     torch.manual_seed(0)
-    net = cnn().eval()
-    for _ in range(3):  # non-trivial BN statistics, so a batch-dependent bug would show
-        net.train()(torch.randn(64, 3, 32, 32))
+    net = cnn()
+    for _ in range(3):  # train-mode passes give BN non-trivial statistics, so a batch-dependent bug would show
+        net(torch.randn(64, 3, 32, 32))
     net.eval()
     x = torch.randn(5, 3, 32, 32)
     with torch.no_grad():
