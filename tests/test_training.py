@@ -54,6 +54,11 @@ def test_resume_continues_from_checkpoint(smoke, capsys):
     again = train.train_one("baseline_cnn", ds, pick_device("cpu"), tmp / "runs", tmp / "results", epochs=1)
     assert "resuming from" in capsys.readouterr().out
     assert len(again["history"]) == 1
+    # The resumed run trained nothing itself, yet reports the first run's cost, kept in the checkpoint.
+    saved = torch.load(tmp / "runs" / "baseline_cnn" / "checkpoint.pt", weights_only=False)["state"]
+    assert saved["wall_seconds"] >= saved["train_seconds"] > 0
+    assert again["train_seconds"] == round(saved["train_seconds"], 1)
+    assert again["wall_seconds"] >= round(saved["wall_seconds"], 1)
 
 
 def test_flip_averaging_in_one_batch_equals_two_passes():

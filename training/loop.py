@@ -87,7 +87,10 @@ def make_optimizer(net: nn.Module, recipe: Recipe, steps: int):
 
 def fit(net: nn.Module, train: Split, val: Split, recipe: Recipe, device: torch.device,
         run_dir: Path | None = None, on_epoch=None) -> dict:
-    """Train `net` in place; returns {"history": [...], "train_seconds": s, "device": ...}.
+    """Train `net` in place; returns {"history": [...], "train_seconds": s, "wall_seconds": s, "device": ...}.
+
+    train_seconds counts the optimisation steps; wall_seconds adds validation.
+    Both are kept in the checkpoint, so a resumed run reports its whole cost.
 
     With `run_dir`, writes log.jsonl (one line per epoch) and checkpoint.pt after
     every epoch, and resumes from that checkpoint if one is there.
@@ -97,7 +100,7 @@ def fit(net: nn.Module, train: Split, val: Split, recipe: Recipe, device: torch.
     net.to(device).to(memory_format=torch.channels_last)
     steps_per_epoch = -(-len(train) // recipe.batch_size)
     opt, sched = make_optimizer(net, recipe, recipe.epochs * steps_per_epoch)
-    state = {"epoch": 0, "history": [], "train_seconds": 0.0, "recipe": asdict(recipe)}
+    state = {"epoch": 0, "history": [], "train_seconds": 0.0, "wall_seconds": 0.0, "recipe": asdict(recipe)}
     ckpt = run_dir / "checkpoint.pt" if run_dir else None
     if ckpt and ckpt.is_file():
         saved = torch.load(ckpt, map_location=device, weights_only=False)
@@ -105,7 +108,7 @@ def fit(net: nn.Module, train: Split, val: Split, recipe: Recipe, device: torch.
             net.load_state_dict(saved["net"])
             opt.load_state_dict(saved["opt"])
             sched.load_state_dict(saved["sched"])
-            state = saved["state"]
+            state = {"wall_seconds": saved["state"]["train_seconds"], **saved["state"]}  # older checkpoints: a lower bound
             print(f"resuming from {ckpt} after epoch {state['epoch']}")
         else:
             print(f"ignoring {ckpt}: it was made with another recipe")
@@ -140,6 +143,7 @@ def fit(net: nn.Module, train: Split, val: Split, recipe: Recipe, device: torch.
                "val_accuracy": m["accuracy"], "val_f1": m["f1"], "seconds": state["train_seconds"]}
         state["history"].append(row)
         state["epoch"] = epoch + 1
+        state["wall_seconds"] += time.time() - start
         print(json.dumps(row))
         if run_dir:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -149,5 +153,5 @@ def fit(net: nn.Module, train: Split, val: Split, recipe: Recipe, device: torch.
                         "state": state, "recipe": asdict(recipe)}, ckpt)
         if on_epoch:
             on_epoch(epoch + 1, m["f1"])
-    return {"history": state["history"], "train_seconds": state["train_seconds"],
+    return {"history": state["history"], "train_seconds": state["train_seconds"], "wall_seconds": state["wall_seconds"],
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}"}
