@@ -15,4 +15,4 @@ def build() -> nn.Module:
 
 
 def recipe() -> Recipe:
-    return Recipe(epochs=7, batch_size=128, lr=1.5e-3, weight_decay=0.05, optimizer="adamw")
+    return Recipe(epochs=24, batch_size=128, lr=1.5e-3, weight_decay=0.05, optimizer="adamw")
