@@ -108,7 +108,7 @@ def fit(net: nn.Module, train: Split, val: Split, recipe: Recipe, device: torch.
             net.load_state_dict(saved["net"])
             opt.load_state_dict(saved["opt"])
             sched.load_state_dict(saved["sched"])
-            state = {"wall_seconds": saved["state"]["train_seconds"], **saved["state"]}  # older checkpoints: a lower bound
+            state = saved["state"]
             print(f"resuming from {ckpt} after epoch {state['epoch']}")
         else:
             print(f"ignoring {ckpt}: it was made with another recipe")
