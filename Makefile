@@ -35,8 +35,8 @@ test: deps  ## every test, starting the real processes on free loopback ports
 	$(call apt_install,prometheus chromium docker-compose)
 	$(PY) -m pytest -q tests
 
-train: deps  ## all three models (MODEL=baseline_cnn|tuned_cnn|resnet50 for one)
-	$(PY) -m training.train $(MODEL_FLAGS)
+train: deps  ## all three models (MODEL=baseline_cnn|tuned_cnn|resnet50 for one; SET="key=value ..." overrides the recipe)
+	$(PY) -m training.train $(MODEL_FLAGS) $(foreach s,$(SET),--set $(s))
 
 tune: deps  ## the Optuna study for tuned_cnn (resumes; TRIALS=, TIMEOUT= seconds)
 	$(PY) -m training.tune --trials $(or $(TRIALS),24) $(if $(TIMEOUT),--timeout $(TIMEOUT),)

@@ -12,7 +12,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from stack.twin import read_config
 from training import data, evaluate, export, train
-from training.loop import pick_device
+from training.loop import Recipe, augmentations, pick_device, translate
 from training.nets import cnn, flip_averaged
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +24,7 @@ def smoke(tmp_path_factory):
     """Train baseline_cnn for one epoch on a few hundred images, export and evaluate it."""
     tmp = tmp_path_factory.mktemp("smoke")
     ds = data.load(limit=400, cache_dir=tmp / "cache", with_test=True)
-    summary = train.train_one("baseline_cnn", ds, pick_device("cpu"), tmp / "runs", tmp / "results", epochs=1)
+    summary = train.train_one("baseline_cnn", ds, pick_device("cpu"), tmp / "runs", tmp / "results", {"epochs": 1})
     err = export.export("baseline_cnn", tmp / "runs", tmp / "repo")
     table = evaluate.evaluate(tmp / "repo", tmp / "results", ds.test, ds.dropped, ds.val)
     return tmp, ds, summary, err, table
@@ -51,7 +51,7 @@ def test_export_parity_within_tolerance(smoke):
 def test_resume_continues_from_checkpoint(smoke, capsys):
     tmp, ds, *_ = smoke
     # Same recipe as the checkpoint: training resumes after its last epoch, which here is the end.
-    again = train.train_one("baseline_cnn", ds, pick_device("cpu"), tmp / "runs", tmp / "results", epochs=1)
+    again = train.train_one("baseline_cnn", ds, pick_device("cpu"), tmp / "runs", tmp / "results", {"epochs": 1})
     assert "resuming from" in capsys.readouterr().out
     assert len(again["history"]) == 1
     # The resumed run trained nothing itself, yet reports the first run's cost, kept in the checkpoint.
@@ -73,6 +73,33 @@ def test_flip_averaging_in_one_batch_equals_two_passes():
         mirror_effect = (two_passes - net(x)).abs().max()
         assert mirror_effect > 1e-5  # else the comparison below could not tell the views apart
         assert (flip_averaged(net, x) - two_passes).abs().max() < mirror_effect / 100
+
+
+def test_translate_moves_each_image_by_its_own_offset_and_reflects_the_border():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    out = translate(x, torch.tensor([[2, 0], [0, -3]]))
+    assert out.shape == x.shape
+    assert torch.equal(out[0, :, 2:], x[0, :, :-2])  # down by 2
+    assert torch.equal(out[0, :, :2], x[0, :, [2, 1]])  # the rows above mirror the top (reflect)
+    assert torch.equal(out[1, :, :, :-3], x[1, :, :, 3:])  # left by 3
+    assert torch.equal(translate(x, torch.zeros(2, 2, dtype=torch.long)), x)
+
+
+def test_augmentations_without_shift_draw_exactly_what_flips_alone_drew():
+    """shift=0 must leave the flip stream untouched, or committed recipes would no longer replay."""
+    a, b = np.random.default_rng(7), np.random.default_rng(7)
+    drawn = augmentations(Recipe(flip=True, shift=0), 16, a)
+    assert set(drawn) == {"flip"} and np.array_equal(drawn["flip"], b.random(16) < 0.5)
+    offsets = augmentations(Recipe(flip=False, shift=4), 1000, a)["offsets"]
+    assert offsets.shape == (1000, 2) and offsets.min() == -4 and offsets.max() == 4
+
+
+def test_recipe_overrides_are_typed_and_checked():
+    assert train.parse_overrides(["lr=2e-3", "shift=4", "flip=false", "optimizer=adamw"]) == {
+        "lr": 0.002, "shift": 4, "flip": False, "optimizer": "adamw"}
+    for bad in (["lr"], ["speed=3"], ["epochs=ten"], ["flip=maybe"]):
+        with pytest.raises(SystemExit):
+            train.parse_overrides(bad)
 
 
 @pytest.mark.parametrize("name", COMMITTED)

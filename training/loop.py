@@ -30,6 +30,7 @@ class Recipe:
     weight_decay: float = 5e-4
     label_smoothing: float = 0.05
     flip: bool = True  # horizontal flips keep the 8x8 JPEG grid aligned (32 is a multiple of 8)
+    shift: int = 0  # random translation by up to this many pixels, reflect-padded (0: none)
     optimizer: str = "sgd"  # "sgd" (nesterov) or "adamw"
     seed: int = 0
 
@@ -48,12 +49,39 @@ def batches(n: int, size: int, rng: np.random.Generator | None = None):
         yield order[start:start + size]
 
 
-def to_input(x: np.ndarray, device: torch.device, flip: np.ndarray | None = None) -> torch.Tensor:
+def to_input(x: np.ndarray, device: torch.device, flip: np.ndarray | None = None,
+             offsets: np.ndarray | None = None) -> torch.Tensor:
+    """uint8 NHWC batch -> normalised NCHW on `device`; `flip` [N] mirrors, `offsets` [N, 2] (dy, dx) translate."""
     t = normalise(torch.from_numpy(x).to(device))
     if flip is not None and flip.any():
         f = torch.from_numpy(flip).to(device)
         t[f] = t[f].flip(3)
+    if offsets is not None:
+        t = translate(t, torch.from_numpy(offsets).to(device))
     return t.contiguous(memory_format=torch.channels_last)
+
+
+def translate(t: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Shift each image by its own (dy, dx), filling the border by reflection (airbench's batch crop)."""
+    pad = int(offsets.abs().max())
+    if pad == 0:
+        return t
+    n, _, h, w = t.shape
+    padded = F.pad(t, (pad, pad, pad, pad), mode="reflect")
+    rows = torch.arange(h, device=t.device) + pad - offsets[:, :1]  # [N, H]
+    cols = torch.arange(w, device=t.device) + pad - offsets[:, 1:]  # [N, W]
+    out = padded[torch.arange(n, device=t.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2)  # advanced indexing put the channel axis last
+
+
+def augmentations(recipe: Recipe, n: int, rng: np.random.Generator) -> dict:
+    """Per-image random flips and offsets for one batch, drawn from the epoch's seeded generator."""
+    out = {}
+    if recipe.flip:
+        out["flip"] = rng.random(n) < 0.5
+    if recipe.shift:
+        out["offsets"] = rng.integers(-recipe.shift, recipe.shift + 1, size=(n, 2))
+    return out
 
 
 def autocast(device: torch.device):
@@ -123,7 +151,7 @@ def fit(net: nn.Module, train: Split, val: Split, recipe: Recipe, device: torch.
         bar = tqdm(list(batches(len(train), recipe.batch_size, rng)), desc=f"epoch {epoch + 1}/{recipe.epochs}",
                    unit="batch", mininterval=2)
         for idx in bar:
-            x = to_input(train.x[idx], device, rng.random(len(idx)) < 0.5 if recipe.flip else None)
+            x = to_input(train.x[idx], device, **augmentations(recipe, len(idx), rng))
             y = torch.from_numpy(train.y[idx]).to(device)
             with autocast(device):
                 loss = F.cross_entropy(net(x), y, label_smoothing=recipe.label_smoothing)

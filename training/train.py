@@ -2,7 +2,8 @@
 
     python -m training.train                       # all three
     python -m training.train --model baseline_cnn  # one
-    python -m training.train --model baseline_cnn --limit 400 --epochs 1 --workdir /tmp/x  # smoke run
+    python -m training.train --model baseline_cnn --limit 400 --set epochs=1 --workdir /tmp/x  # smoke run
+    python -m training.train --model resnet50 --set shift=4 --set lr=2e-3  # a recipe variant
 
 Writes <workdir>/<model>/{checkpoint.pt, log.jsonl, final.pt} and
 <results>/<model>/train.json (history, time, device, temperature, ECE).
@@ -19,7 +20,7 @@ import torch
 
 from training import data
 from training.calibrate import fit_temperature, nll, p_fake
-from training.loop import fit, pick_device, predict_logits
+from training.loop import Recipe, fit, pick_device, predict_logits
 from training.metrics import binary_metrics, expected_calibration_error
 from training.models import MODELS
 
@@ -28,12 +29,31 @@ RUNS = HERE / "runs"
 RESULTS = HERE / "results"
 
 
+def parse_overrides(pairs: list[str]) -> dict:
+    """["lr=2e-3", "flip=false"] -> {"lr": 0.002, "flip": False}, typed by the Recipe's own defaults."""
+    fields = {f.name: type(f.default) for f in dataclasses.fields(Recipe)}
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
+        kind = fields[key]
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise SystemExit(f"--set {pair!r}: expected true or false")
+            out[key] = value.lower() in ("true", "1")
+        else:
+            try:
+                out[key] = kind(value)
+            except ValueError:
+                raise SystemExit(f"--set {pair!r}: {value!r} is not a {kind.__name__}") from None
+    return out
+
+
 def train_one(name: str, ds: data.Cifake, device: torch.device, workdir: Path, results: Path,
-              epochs: int | None = None) -> dict:
+              overrides: dict | None = None) -> dict:
     spec = MODELS[name]
-    recipe = spec.recipe()
-    if epochs is not None:
-        recipe = dataclasses.replace(recipe, epochs=epochs)
+    recipe = dataclasses.replace(spec.recipe(), **(overrides or {}))
     net = spec.build()
     run_dir = workdir / name
     out = fit(net, ds.train, ds.val, recipe, device, run_dir)
@@ -76,20 +96,22 @@ def main() -> None:
     ap.add_argument("--model", choices=sorted(MODELS), action="append",
                     help="model to train (repeatable; default: all)")
     ap.add_argument("--data", help="folder with the CIFAKE archives (default: $FAKELENS_DATA or ../shared/data)")
-    ap.add_argument("--epochs", type=int, help="override the model's recipe")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one field of the model's recipe (repeatable), e.g. epochs=1")
     ap.add_argument("--limit", type=int, help="decode only this many train images (quick runs)")
     ap.add_argument("--workdir", type=Path, default=RUNS, help="checkpoints and final weights")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where train.json goes")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     args = ap.parse_args()
 
+    overrides = parse_overrides(args.set)
     device = pick_device(args.device)
     start = time.time()
     ds = data.load(args.data, limit=args.limit)
     print(f"data: {len(ds.train)} train / {len(ds.val)} val images "
           f"in {time.time() - start:.1f} s; dropped duplicates {ds.dropped}")
     for name in args.model or list(MODELS):
-        train_one(name, ds, device, args.workdir, args.results, args.epochs)
+        train_one(name, ds, device, args.workdir, args.results, overrides)
 
 
 if __name__ == "__main__":
