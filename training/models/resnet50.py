@@ -15,4 +15,7 @@ def build() -> nn.Module:
 
 
 def recipe() -> Recipe:
-    return Recipe(epochs=24, batch_size=128, lr=1.5e-3, weight_decay=0.05, optimizer="adamw")
+    # The winner of a six-way sweep on one GPU (README). Random translations are what stopped
+    # it memorising the train split. On a GPU a step of this net costs about the same at
+    # batch 128 or 512 (kernel launches, not arithmetic), so batch 512 means 4x fewer steps.
+    return Recipe(epochs=40, batch_size=512, lr=3e-3, weight_decay=0.05, optimizer="adamw", shift=4)
