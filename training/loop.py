@@ -30,7 +30,8 @@ class Recipe:
     weight_decay: float = 5e-4
     label_smoothing: float = 0.05
     flip: bool = True  # horizontal flips keep the 8x8 JPEG grid aligned (32 is a multiple of 8)
-    shift: int = 0  # random translation by up to this many pixels, reflect-padded (0: none)
+    shift: int = 0  # random translation by up to this many pixels, reflect-padded; moves the JPEG grid,
+    # yet 4 pixels lifted ResNet-50's validation F1 by ~0.007 (README's sweep)
     optimizer: str = "sgd"  # "sgd" (nesterov) or "adamw"
     seed: int = 0
 
