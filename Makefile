@@ -7,7 +7,7 @@ MODEL_FLAGS := $(if $(MODEL),--model $(MODEL),)
 export FAKELENS_DATA ?= $(abspath ../shared/data)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: deps up test train tune evaluate export bench soak chaos fuzz push-dashboards dashboards clean
+.PHONY: deps up test train sweep tune evaluate export bench soak chaos fuzz push-dashboards dashboards clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -37,6 +37,9 @@ test: deps  ## every test, starting the real processes on free loopback ports
 
 train: deps  ## all three models (MODEL=baseline_cnn|tuned_cnn|resnet50 for one; SET="key=value ..." overrides the recipe)
 	$(PY) -m training.train $(MODEL_FLAGS) $(foreach s,$(SET),--set $(s))
+
+sweep: deps  ## recipe variants of MODEL side by side (a GPU), best by validation F1: VARIANTS="seed=1 lr=2e-3,shift=2" DEADLINE=s
+	$(PY) -m training.sweep --model $(MODEL) $(foreach v,$(VARIANTS),--variant $(v)) $(if $(DEADLINE),--deadline $(DEADLINE),)
 
 tune: deps  ## the Optuna study for tuned_cnn (resumes; TRIALS=, TIMEOUT= seconds)
 	$(PY) -m training.tune --trials $(or $(TRIALS),24) $(if $(TIMEOUT),--timeout $(TIMEOUT),)
