@@ -12,10 +12,11 @@ from training import sweep
 def test_sweep_keeps_the_best_finished_variant_and_stops_the_rest(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKELENS_THREADS", "1")  # three trainings share the CI machine's cores
     # On 400 images one epoch (two steps) learns next to nothing; thirty learn something.
+    # A fresh cache: all three decode it at once, as a sweep's first run does.
     variants = [["epochs=1"], ["epochs=30", "seed=1"], ["epochs=100000"]]
     start = time.time()
     best = sweep.run("baseline_cnn", variants, 45, tmp_path / "runs", tmp_path / "results",
-                     ["--device", "cpu", "--limit", "400"])
+                     ["--device", "cpu", "--limit", "400", "--cache", str(tmp_path / "cache")])
     assert 45 <= time.time() - start < 100  # the endless variant held the sweep to its deadline, then was stopped
 
     done = {n: json.loads((tmp_path / "runs" / "sweep" / n / "results" / "baseline_cnn" / "train.json").read_text())

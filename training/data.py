@@ -89,7 +89,9 @@ def _cached(path: Path, cache_dir: Path, limit: int | None) -> tuple[Split, np.n
         return Split(z["x"], z["y"], z["names"]), z["sha"]
     split, sha = decode_archive(path, limit)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")  # write then rename: an interrupted run leaves no half cache
+    # Write then rename: an interrupted run leaves no half cache, and processes decoding
+    # at the same time (make sweep) each rename a whole file of their own.
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez(tmp, x=split.x, y=split.y, names=split.names, sha=sha)
     tmp.rename(cache)
     return split, sha

@@ -66,10 +66,10 @@ def run(model: str, variants: list[list[str]], deadline: float, workdir: Path, r
             last_report = time.time()
             print(f"{time.time() - start:.0f} s: " + "; ".join(f"{n} {last_epoch(roots[n], model)}" for n in roots),
                   flush=True)
-    for p in procs.values():
-        if p.poll() is None:
-            p.terminate()
-            p.wait()
+    stopped = {name for name, p in procs.items() if p.poll() is None}
+    for name in stopped:
+        procs[name].terminate()
+        procs[name].wait()
 
     finished = {}
     (results / model / "sweep").mkdir(parents=True, exist_ok=True)
@@ -80,7 +80,10 @@ def run(model: str, variants: list[list[str]], deadline: float, workdir: Path, r
         summary = root / "results" / model / "train.json"
         if procs[name].returncode == 0 and summary.is_file():
             finished[name] = json.loads(summary.read_text())
-        state = f"val F1 {finished[name]['val_f1_served']:.4f} as served" if name in finished else "not finished"
+        if name in finished:
+            state = f"val F1 {finished[name]['val_f1_served']:.4f} as served"
+        else:
+            state = "stopped at the deadline" if name in stopped else f"failed (exit code {procs[name].returncode})"
         print(f"{name}: {state} ({last_epoch(root, model)}; log {root / f'{name}.log'})")
     if not finished:
         return None

@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override one field of the model's recipe (repeatable), e.g. epochs=1")
     ap.add_argument("--limit", type=int, help="decode only this many train images (quick runs)")
+    ap.add_argument("--cache", type=Path, default=data.DEFAULT_CACHE_DIR, help="where the decoded arrays are kept")
     ap.add_argument("--workdir", type=Path, default=RUNS, help="checkpoints and final weights")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where train.json goes")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -107,7 +108,7 @@ def main() -> None:
     overrides = parse_overrides(args.set)
     device = pick_device(args.device)
     start = time.time()
-    ds = data.load(args.data, limit=args.limit)
+    ds = data.load(args.data, cache_dir=args.cache, limit=args.limit)
     print(f"data: {len(ds.train)} train / {len(ds.val)} val images "
           f"in {time.time() - start:.1f} s; dropped duplicates {ds.dropped}")
     for name in args.model or list(MODELS):
