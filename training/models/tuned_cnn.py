@@ -10,8 +10,8 @@ the search's width cap allows (tune.py).
 
 Random translations were added after the study, chosen on validation like
 everything else: `make sweep MODEL=tuned_cnn VARIANTS="shift=2 shift=4"` gave
-validation F1 0.9768 / 0.9788 as served, against 0.9767 without. The study's
-8-epoch trials are too short to show what augmentation buys over 15 epochs.
+validation F1 0.9768 / 0.9788 as served, against 0.9767 without. The study
+itself did not search translations: the option came after it.
 """
 import dataclasses
 import json
