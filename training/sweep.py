@@ -99,7 +99,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=sorted(MODELS), required=True)
     ap.add_argument("--variant", action="append", required=True, metavar="KEY=VALUE[,KEY=VALUE...]",
-                    help="recipe overrides for one variant (repeatable; seed=0 is the recipe as committed)")
+                    help="recipe overrides for one variant (repeatable; e.g. seed=2 for another seed of the recipe)")
     ap.add_argument("--deadline", type=float, default=3600, help="seconds before unfinished variants are stopped")
     ap.add_argument("--workdir", type=Path, default=RUNS)
     ap.add_argument("--results", type=Path, default=RESULTS)

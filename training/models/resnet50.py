@@ -18,4 +18,6 @@ def recipe() -> Recipe:
     # The winner of a six-way sweep on one GPU (README). Random translations are what stopped
     # it memorising the train split. On a GPU a step of this net costs about the same at
     # batch 128 or 512 (kernel launches, not arithmetic), so batch 512 means 4x fewer steps.
-    return Recipe(epochs=40, batch_size=512, lr=3e-3, weight_decay=0.05, optimizer="adamw", shift=4)
+    # Seed 1 made the committed weights: the best of five seeds by validation F1 (0.9806-0.9818
+    # as served, a spread that is seed noise, not recipe).
+    return Recipe(epochs=40, batch_size=512, lr=3e-3, weight_decay=0.05, optimizer="adamw", shift=4, seed=1)
