@@ -38,7 +38,7 @@ test: deps  ## every test, starting the real processes on free loopback ports
 train: deps  ## all three models (MODEL=baseline_cnn|tuned_cnn|resnet50 for one; SET="key=value ..." overrides the recipe)
 	$(PY) -m training.train $(MODEL_FLAGS) $(foreach s,$(SET),--set $(s))
 
-sweep: deps  ## recipe variants of MODEL side by side (a GPU), best by validation F1: VARIANTS="seed=1 lr=2e-3,shift=2" DEADLINE=s
+sweep: deps  ## recipe variants of MODEL side by side (a GPU), best by validation F1: VARIANTS="seed=2 lr=2e-3,shift=2" DEADLINE=s
 	$(PY) -m training.sweep --model $(MODEL) $(foreach v,$(VARIANTS),--variant $(v)) $(if $(DEADLINE),--deadline $(DEADLINE),)
 
 tune: deps  ## the Optuna study for tuned_cnn (resumes; TRIALS=, TIMEOUT= seconds)

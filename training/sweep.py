@@ -1,7 +1,7 @@
 """Train recipe variants of one model side by side and keep the best by validation F1.
 
-    python -m training.sweep --model resnet50 --variant seed=1 --variant batch_size=256,lr=2e-3 --deadline 900
-    make sweep MODEL=resnet50 VARIANTS="seed=1 seed=2 batch_size=256,lr=2e-3" DEADLINE=900
+    python -m training.sweep --model resnet50 --variant seed=2 --variant batch_size=256,lr=2e-3 --deadline 900
+    make sweep MODEL=resnet50 VARIANTS="seed=2 seed=3 batch_size=256,lr=2e-3" DEADLINE=900
 
 Each variant is one `training.train` process with its own workdir and results
 (<workdir>/sweep/<name>/), its output in <name>.log there. On a GPU a ResNet-50
