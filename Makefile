@@ -7,7 +7,7 @@ MODEL_FLAGS := $(if $(MODEL),--model $(MODEL),)
 export FAKELENS_DATA ?= $(abspath ../shared/data)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: deps up test train sweep tune evaluate export bench soak chaos fuzz push-dashboards dashboards clean
+.PHONY: deps up test train finetune sweep tune evaluate export bench soak chaos fuzz push-dashboards dashboards clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -38,6 +38,9 @@ test: deps  ## every test, starting the real processes on free loopback ports
 train: deps  ## all three models (MODEL=baseline_cnn|tuned_cnn|resnet50 for one; SET="key=value ..." overrides the recipe)
 	$(PY) -m training.train $(MODEL_FLAGS) $(foreach s,$(SET),--set $(s))
 
+finetune: deps  ## fine-tune the served models on degraded images (MODEL= for one), then `make export evaluate`
+	$(PY) -m training.train --finetune $(MODEL_FLAGS) $(foreach s,$(SET),--set $(s))
+
 sweep: deps  ## recipe variants of MODEL side by side (a GPU), best by validation F1: VARIANTS="seed=2 lr=2e-3,shift=2" DEADLINE=s
 	$(PY) -m training.sweep --model $(MODEL) $(foreach v,$(VARIANTS),--variant $(v)) $(if $(DEADLINE),--deadline $(DEADLINE),)
 
@@ -47,8 +50,9 @@ tune: deps  ## the Optuna study for tuned_cnn (resumes; TRIALS=, TIMEOUT= second
 export: deps  ## TorchScript + config.pbtxt into model_repository/
 	$(PY) -m training.export $(MODEL_FLAGS)
 
-evaluate: deps  ## the committed models on the full test split -> training/results/benchmark.json + plots
+evaluate: deps  ## the committed models: test split, verdict rule, real-world set, perturbations -> training/results/
 	$(PY) -m training.evaluate
+	$(PY) -m training.perturb
 
 bench: deps  ## stack vs in-process ceiling vs seed-style server at concurrency 1/4/16 -> bench/results/serving.*
 	$(PY) -m bench.serving $(if $(SECONDS_PER_LEVEL),--seconds $(SECONDS_PER_LEVEL),)

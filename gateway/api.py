@@ -4,9 +4,12 @@ from __future__ import annotations
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
+from gateway import provenance
 from gateway.errors import ApiError
-from gateway.images import BadImage, to_pixels
-from gateway.metrics import DEGRADED, ERRORS, IMAGES, TRITON_SECONDS, UPLOAD_BYTES, VERDICTS, load_benchmark
+from gateway.images import BadImage, Upload, decode
+from gateway.metrics import (DEGRADED, ERRORS, IMAGES, PROVENANCE, TRITON_SECONDS, UPLOAD_BYTES, VERDICTS,
+                             load_benchmark)
+from gateway.verdict import Rule, RuleError
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 
@@ -21,62 +24,68 @@ def _uploads() -> list:
     return files
 
 
-def _pixels(files: list) -> np.ndarray:
+def _read(files: list) -> list[tuple[Upload, dict]]:
+    """Each upload decoded for the models, with the provenance its bytes carry (read before decoding)."""
     max_pixels = current_app.config["MAX_PIXELS"]
     out = []
     for i, f in enumerate(files):
         raw = f.read()
         UPLOAD_BYTES.observe(len(raw))
         try:
-            out.append(to_pixels(raw, max_pixels))
+            upload = decode(raw, max_pixels)
         except BadImage as exc:
             where = f"image {i + 1} ({f.filename!r})" if len(files) > 1 else f"{f.filename or 'the upload'!r}"
             status = 413 if exc.reason == "too_many_pixels" else 400
             raise ApiError(status, exc.reason, f"{where}: {exc}", item=i) from None
-    return np.stack(out)
+        out.append((upload, provenance.read(raw)))
+    return out
 
 
-def _verdict(p: float) -> str:
-    return "FAKE" if p >= current_app.config["THRESHOLD"] else "REAL"
+def _rule(answers: dict) -> Rule:
+    triton = current_app.extensions["triton"]
+    try:
+        return Rule.from_parameters({m: triton.contract(m).parameters for m in answers})
+    except RuleError as exc:
+        raise ApiError(503, "no_verdict_rule", str(exc)) from None
 
 
-def _aggregate(p_fake: dict[str, float]) -> float:
-    """Weighted mean P(FAKE) of the models that answered, with the benchmark table's
-    validation-fitted weights (equal weights when there are none), renormalised over those present."""
-    weights = current_app.extensions["ensemble_weights"]
-    w = {m: weights.get(m, 1.0) for m in p_fake}
-    total = sum(w.values())
-    if total <= 0:  # only zero-weight models answered
-        w, total = {m: 1.0 for m in p_fake}, len(p_fake)
-    return sum(w[m] * p for m, p in p_fake.items()) / total
-
-
-def _classify(pixels: np.ndarray, endpoint: str) -> list[dict]:
-    """One result per image: every model's answer, and their weighted mean as the verdict."""
+def _classify(uploads: list[tuple[Upload, dict]], endpoint: str) -> list[dict]:
+    """One result per upload: every model's view of its 32x32 thumbnail, the provenance, and the verdict."""
+    pixels = np.stack([u.pixels for u, _ in uploads])
     answers, errors = current_app.extensions["triton"].fan_out(pixels)
-    for model, err in errors.items():
-        ERRORS.labels(err.reason).inc()
     if not answers:
         reasons = sorted({e.reason for e in errors.values()})
         raise ApiError(503, reasons[0] if len(reasons) == 1 else "models_unavailable",
                        "no model could answer: " + "; ".join(f"{m}: {e}" for m, e in errors.items()),
                        models={m: e.reason for m, e in errors.items()})
-    for model, (_, ms) in answers.items():
-        TRITON_SECONDS.labels(model).observe(ms / 1000)
+    for model, err in errors.items():
+        ERRORS.labels(err.reason).inc()
+    rule = _rule(answers)
+    for model, a in answers.items():
+        TRITON_SECONDS.labels(model).observe(a.latency_ms / 1000)
     IMAGES.labels(endpoint).inc(len(pixels))
     if errors:
         DEGRADED.inc(len(pixels))
     results = []
-    for i in range(len(pixels)):
+    for i, (upload, prov) in enumerate(uploads):
         models = {}
-        for model, (p, ms) in answers.items():
-            models[model] = {"prob_fake": round(float(p[i]), 6), "verdict": _verdict(p[i]), "latency_ms": round(ms, 2)}
+        for model, a in answers.items():
+            p = float(a.p_fake[i])
+            models[model] = {"prob_fake": round(p, 6), "verdict": rule.label(p), "latency_ms": round(a.latency_ms, 2),
+                             "version": a.version}
             VERDICTS.labels(model, models[model]["verdict"]).inc()
-        p_fake = _aggregate({m: float(p[i]) for m, (p, _) in answers.items()})
-        verdict = _verdict(p_fake)
-        VERDICTS.labels("ensemble", verdict).inc()
-        results.append({"verdict": verdict, "prob_fake": round(p_fake, 6), "confidence": round(max(p_fake, 1 - p_fake), 6),
-                        "models": models, "degraded": bool(errors), "missing": sorted(errors),
+        p_fake = rule.combine({m: float(a.p_fake[i]) for m, a in answers.items()})
+        decision = rule.decide(p_fake, upload.detail_lost, (upload.width, upload.height), prov)
+        VERDICTS.labels("ensemble", decision["verdict"]).inc()
+        for e in prov["evidence"]:
+            PROVENANCE.labels(e["source"], str(e["ai_generated"]).lower()).inc()
+        results.append({**decision, "prob_fake": round(p_fake, 6),
+                        "thumbnail": {"note": "the models' view: the upload centre-cropped and scaled to 32x32",
+                                      "verdict": rule.label(p_fake), "prob_fake": round(p_fake, 6),
+                                      "width": upload.width, "height": upload.height,
+                                      "detail_lost": upload.detail_lost,
+                                      "in_domain": upload.detail_lost <= rule.max_detail_lost},
+                        "models": models, "provenance": prov, "degraded": bool(errors), "missing": sorted(errors),
                         "errors": {m: str(e) for m, e in errors.items()}})
     return results
 
@@ -86,7 +95,7 @@ def predict():
     files = _uploads()
     if len(files) > 1:
         raise ApiError(400, "too_many_images", "send one 'image' here; use /v1/predict/batch for several")
-    result = _classify(_pixels(files), "predict")[0]
+    result = _classify(_read(files), "predict")[0]
     result["filename"] = files[0].filename
     return jsonify(result)
 
@@ -97,7 +106,7 @@ def predict_batch():
     limit = current_app.config["MAX_BATCH_ITEMS"]
     if len(files) > limit:
         raise ApiError(400, "too_many_images", f"{len(files)} images in one batch; the limit is {limit}")
-    results = _classify(_pixels(files), "batch")
+    results = _classify(_read(files), "batch")
     for f, r in zip(files, results):
         r["filename"] = f.filename
     return jsonify({"count": len(results), "results": results})

@@ -7,7 +7,7 @@ from flask import Flask, g, request
 
 from gateway import api, errors, health, pages
 from gateway.config import from_env
-from gateway.metrics import REQUEST_SECONDS, load_benchmark
+from gateway.metrics import REQUEST_SECONDS
 from gateway.triton import Triton
 
 
@@ -18,8 +18,6 @@ def create_app(config: dict | None = None) -> Flask:
         app.config.update(config)
     app.json.sort_keys = False
     app.extensions["triton"] = Triton(app.config["TRITON_URL"], app.config["MODELS"], app.config["TRITON_TIMEOUT_S"])
-    ensemble = load_benchmark(app.config["RESULTS_DIR"]).get("models", {}).get("ensemble", {})
-    app.extensions["ensemble_weights"] = ensemble.get("weights", {})
     for bp in (api.bp, health.bp, pages.bp):
         app.register_blueprint(bp)
     errors.register(app)

@@ -16,7 +16,6 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 20 * 1024 * 1024,  # bytes per request (Flask answers 413 beyond)
     "MAX_PIXELS": 50_000_000,  # width x height of one upload; bigger is a decompression bomb
     "MAX_BATCH_ITEMS": 32,
-    "THRESHOLD": 0.5,  # aggregated P(FAKE) at or above this is FAKE
     "RESULTS_DIR": str(ROOT / "training" / "results"),  # benchmark.json and the training plots
 }
 
@@ -28,7 +27,6 @@ ENV = {
     "FAKELENS_MAX_UPLOAD_BYTES": ("MAX_CONTENT_LENGTH", int),
     "FAKELENS_MAX_PIXELS": ("MAX_PIXELS", int),
     "FAKELENS_MAX_BATCH_ITEMS": ("MAX_BATCH_ITEMS", int),
-    "FAKELENS_THRESHOLD": ("THRESHOLD", float),
     "FAKELENS_RESULTS_DIR": ("RESULTS_DIR", str),
 }
 

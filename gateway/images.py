@@ -3,12 +3,20 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pillow_heif import register_heif_opener
 
-FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}  # MPO: multi-picture JPEG from phone cameras
+register_heif_opener()  # HEIC/HEIF, the default of phone cameras; Pillow reads AVIF itself
+
+# MPO: multi-picture JPEG from phone cameras. PPM, DIB, JPEG 2000: still met in photo collections.
+FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO", "AVIF", "HEIF", "PPM", "DIB", "JPEG2000", "FLI"}
+ACCEPTED = "JPEG, PNG, WebP, AVIF, HEIC/HEIF, GIF, BMP, TIFF, PPM, JPEG 2000"
 SIZE = 32
+# How much detail the 32x32 view discards is measured against the upload at up to this side.
+DETAIL_SIDE = 128
 # Every CIFAKE image is a 32x32 JPEG saved at quality 75 with 4:2:0 chroma
 # subsampling (read off the archives' quantisation tables); the models learned
 # on those pixels, so a resized upload goes through the same encoder.
@@ -25,6 +33,15 @@ class TooManyPixels(BadImage):
     reason = "too_many_pixels"
 
 
+@dataclass(frozen=True)
+class Upload:
+    """What the models see, and what the verdict rule needs to know about where it came from."""
+    pixels: np.ndarray  # uint8 [32, 32, 3] RGB
+    width: int  # as uploaded, after EXIF orientation
+    height: int
+    detail_lost: float  # RMS grey levels the 32x32 view discards (0 for a 32x32 upload); see detail_lost()
+
+
 def _open(raw: bytes, max_pixels: int) -> Image.Image:
     if not raw:
         raise BadImage("the file is empty")
@@ -35,11 +52,11 @@ def _open(raw: bytes, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise TooManyPixels(f"image is too large to decode safely: {exc}") from None
     except UnidentifiedImageError:
-        raise BadImage("not a recognised image file (accepted: JPEG, PNG, WebP, GIF, BMP, TIFF)") from None
+        raise BadImage(f"not a recognised image file (accepted: {ACCEPTED})") from None
     except Exception as exc:  # Pillow raises many types for broken headers
         raise BadImage(f"unreadable image header: {exc}") from None
     if img.format not in FORMATS:
-        raise BadImage(f"{img.format} images are not accepted (accepted: JPEG, PNG, WebP, GIF, BMP, TIFF)")
+        raise BadImage(f"{img.format} images are not accepted (accepted: {ACCEPTED})")
     w, h = img.size
     if w < 1 or h < 1:
         raise BadImage(f"image has no pixels ({w}x{h})")
@@ -62,19 +79,48 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _to_cifake_size(img: Image.Image) -> Image.Image:
-    """Centre-crop to a square, downscale to 32x32 and JPEG-encode as CIFAKE was."""
+def _square(img: Image.Image) -> tuple[int, int, int, int]:
     w, h = img.size
     side = min(w, h)
     left, top = (w - side) // 2, (h - side) // 2
-    small = img.resize((SIZE, SIZE), Image.BICUBIC, box=(left, top, left + side, top + side), reducing_gap=3.0)
-    buf = io.BytesIO()
-    small.save(buf, "JPEG", **CIFAKE_JPEG)
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return left, top, left + side, top + side
 
 
-def to_pixels(raw: bytes, max_pixels: int) -> np.ndarray:
-    """uint8 [32, 32, 3] RGB pixels, or BadImage with a reason a person can act on."""
+def _thumbnail(img: Image.Image) -> Image.Image:
+    return img.resize((SIZE, SIZE), Image.BICUBIC, box=_square(img), reducing_gap=3.0)
+
+
+def detail_lost(img: Image.Image) -> float:
+    """RMS difference (grey levels, 0-255) between the centre square at up to DETAIL_SIDE pixels and
+    its 32x32 thumbnail scaled back up: the detail the models never see.
+
+    The models only know 32x32 images. A smooth upscale of a 32x32 image carries no detail beyond
+    its thumbnail (CIFAKE test images upscaled 1.5-8x with bilinear, bicubic or Lanczos: at most 7.6),
+    while a real photo or a generator's 1024 px output carries a lot (dev set medians 15-17).
+    """
+    box = _square(img)
+    side = box[2] - box[0]
+    if side <= SIZE:
+        return 0.0
+    grey = img.convert("L")
+    r = min(side, DETAIL_SIDE)
+    ref = np.asarray(grey.resize((r, r), Image.BICUBIC, box=box, reducing_gap=3.0), dtype=np.float32)
+    up = np.asarray(_thumbnail(grey).resize((r, r), Image.BICUBIC), dtype=np.float32)
+    return float(np.sqrt(np.mean((ref - up) ** 2)))
+
+
+def model_view(rgb: Image.Image) -> np.ndarray:
+    """uint8 [32, 32, 3]: a 32x32 image as it is; anything else centre-cropped to a square,
+    downscaled to 32x32 and JPEG-encoded as CIFAKE was."""
+    if rgb.size != (SIZE, SIZE):
+        buf = io.BytesIO()
+        _thumbnail(rgb).save(buf, "JPEG", **CIFAKE_JPEG)
+        rgb = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def decode(raw: bytes, max_pixels: int) -> Upload:
+    """The upload as the models see it, or BadImage with a reason a person can act on."""
     img = _open(raw, max_pixels)
     try:
         with warnings.catch_warnings():
@@ -87,6 +133,9 @@ def to_pixels(raw: bytes, max_pixels: int) -> np.ndarray:
         raise
     except Exception as exc:  # truncated data, bad EXIF, corrupt frames, bombs: all "cannot decode"
         raise BadImage(f"the image cannot be decoded: {exc}") from None
-    if rgb.size != (SIZE, SIZE):
-        rgb = _to_cifake_size(rgb)
-    return np.asarray(rgb, dtype=np.uint8)
+    return Upload(model_view(rgb), *rgb.size, round(detail_lost(rgb), 3))
+
+
+def to_pixels(raw: bytes, max_pixels: int) -> np.ndarray:
+    """uint8 [32, 32, 3] RGB pixels of an upload (decode() without the rest)."""
+    return decode(raw, max_pixels).pixels

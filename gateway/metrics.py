@@ -21,6 +21,8 @@ DEGRADED = Counter("fakelens_degraded_answers_total", "Answers given without eve
 UPLOAD_BYTES = Histogram("fakelens_upload_bytes", "Size of uploaded image files",
                          buckets=(1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7, 3e7))
 IMAGES = Counter("fakelens_images_total", "Images classified", ["endpoint"])
+PROVENANCE = Counter("fakelens_provenance_evidence_total", "Provenance evidence found in uploads, by source "
+                     "and by what it claims (ai_generated: true, false or none)", ["source", "ai_generated"])
 
 # Benchmark-table figure -> gauge name. One gauge per figure, labelled by model.
 BENCHMARK_GAUGES = {"f1": "fakelens_model_f1", "precision": "fakelens_model_precision",

@@ -34,6 +34,15 @@ class Contract:
     output_name: str
     fake_index: int  # position of P(FAKE) in the output vector
     max_batch_size: int
+    parameters: dict[str, str]  # the config's string parameters: classes, ensemble_weight, verdict_rule
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One model's answer to a batch."""
+    p_fake: np.ndarray  # [N]
+    latency_ms: float
+    version: str  # the model version Triton ran
 
 
 def _classify(exc: InferenceServerException) -> ModelError:
@@ -75,32 +84,36 @@ class Triton:
         if model not in self._contracts:
             meta = self._call("get_model_metadata", model, as_json=True)
             cfg = self._call("get_model_config", model, as_json=True)["config"]
-            classes = cfg.get("parameters", {}).get("classes", {}).get("string_value", "REAL,FAKE").split(",")
+            params = {k: v.get("string_value", "") for k, v in cfg.get("parameters", {}).items()}
+            classes = params.get("classes", "REAL,FAKE").split(",")
             inp, out = meta["inputs"][0], meta["outputs"][0]
             self._contracts[model] = Contract(inp["name"], inp["datatype"], tuple(int(d) for d in inp["shape"][1:]),
-                                              out["name"], classes.index("FAKE"), int(cfg.get("max_batch_size", 1)))
+                                              out["name"], classes.index("FAKE"), int(cfg.get("max_batch_size", 1)),
+                                              params)
         return self._contracts[model]
 
-    def p_fake(self, model: str, pixels: np.ndarray) -> np.ndarray:
-        """P(FAKE) for each image of a uint8 [N, 32, 32, 3] batch, in chunks of the model's max batch."""
+    def p_fake(self, model: str, pixels: np.ndarray) -> tuple[np.ndarray, str]:
+        """(P(FAKE) for each image of a uint8 [N, 32, 32, 3] batch, the model version that answered),
+        in chunks of the model's max batch."""
         c = self.contract(model)
         if tuple(pixels.shape[1:]) != c.input_dims:
             raise ModelError("model_error", f"{model} takes {list(c.input_dims)}, got {list(pixels.shape[1:])}")
-        out = []
+        out, version = [], ""
         for start in range(0, len(pixels), max(c.max_batch_size, 1)):
             chunk = np.ascontiguousarray(pixels[start:start + max(c.max_batch_size, 1)])
             inp = grpcclient.InferInput(c.input_name, list(chunk.shape), c.input_dtype)
             inp.set_data_from_numpy(chunk)
             res = self._call("infer", model, [inp], outputs=[grpcclient.InferRequestedOutput(c.output_name)])
             out.append(res.as_numpy(c.output_name)[:, c.fake_index])
-        return np.concatenate(out)
+            version = res.get_response().model_version
+        return np.concatenate(out), version
 
-    def fan_out(self, pixels: np.ndarray) -> tuple[dict[str, tuple[np.ndarray, float]], dict[str, ModelError]]:
-        """Ask every model at once. Returns ({model: (p_fake, latency_ms)}, {model: error})."""
+    def fan_out(self, pixels: np.ndarray) -> tuple[dict[str, Answer], dict[str, ModelError]]:
+        """Ask every model at once. Returns ({model: Answer}, {model: error})."""
         def timed(model):
             start = time.perf_counter()
-            p = self.p_fake(model, pixels)
-            return p, (time.perf_counter() - start) * 1000
+            p, version = self.p_fake(model, pixels)
+            return Answer(p, (time.perf_counter() - start) * 1000, version)
 
         futures = {m: self._pool.submit(timed, m) for m in self.models}
         # Metadata + inference are each bounded by the timeout; this bounds the whole wait.

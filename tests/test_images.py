@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gateway.images import BadImage, TooManyPixels, to_pixels
+from gateway.images import BadImage, TooManyPixels, decode, to_pixels
 
 LIMIT = 50_000_000
 
@@ -18,7 +18,7 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "AVIF", "HEIF", "GIF", "BMP", "TIFF", "PPM", "JPEG2000"])
 def test_accepted_formats_become_32x32_rgb(fmt):
     img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (120, 90, 3), dtype=np.uint8))
     px = to_pixels(encode(img, fmt), LIMIT)
@@ -43,15 +43,27 @@ def test_cifake_sized_image_is_used_as_decoded(cifake_samples):
     assert (to_pixels(raw, LIMIT) == expected).all()
 
 
-def test_exif_orientation_is_applied():
+@pytest.mark.parametrize("fmt", ["JPEG", "AVIF", "HEIF"])
+def test_exif_orientation_is_applied(fmt):
     # Left half black, right half white; orientation 6 means "rotate 90 degrees clockwise to display".
     a = np.zeros((64, 128, 3), np.uint8)
     a[:, 64:] = 255
     exif = Image.Exif()
     exif[0x0112] = 6
-    px = to_pixels(encode(Image.fromarray(a), "JPEG", exif=exif.tobytes()), LIMIT).astype(int)
+    upload = decode(encode(Image.fromarray(a), fmt, exif=exif.tobytes()), LIMIT)
+    px = upload.pixels.astype(int)
     # Displayed upright the image is 64 wide x 128 tall: black on top, white at the bottom.
+    assert (upload.width, upload.height) == (64, 128)
     assert px[:8].mean() < 60 and px[-8:].mean() > 190
+
+
+def test_detail_lost_tells_a_detailed_image_from_an_upscaled_thumbnail(cifake_samples):
+    rng = np.random.default_rng(0)
+    small = Image.open(io.BytesIO(cifake_samples[0][1])).convert("RGB")
+    detailed = Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8))
+    assert decode(encode(small, "PNG"), LIMIT).detail_lost == 0
+    assert decode(encode(small.resize((128, 128), Image.BICUBIC), "PNG"), LIMIT).detail_lost < 8
+    assert decode(encode(detailed, "PNG"), LIMIT).detail_lost > 15
 
 
 def test_gif_uses_first_frame():

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import json
 
 import numpy as np
 import pytest
@@ -12,9 +11,10 @@ from PIL import Image
 
 from bench.load import sample_test_images
 from tests.conftest import ROOT, png_bytes
+from training import rule
 
 MODELS = ("baseline_cnn", "tuned_cnn", "resnet50")
-WEIGHTS = json.loads((ROOT / "training" / "results" / "benchmark.json").read_text())["models"]["ensemble"]["weights"]
+RULE = rule.load(ROOT / "model_repository")
 
 
 def in_process_p_fake(raws: list[bytes]) -> dict[str, np.ndarray]:
@@ -42,10 +42,16 @@ def test_single_uploads_match_the_models_in_process(gateway_url, cifake_samples)
         for model in MODELS:
             assert body["models"][model]["prob_fake"] == pytest.approx(expected[model][i], abs=1e-5)
             assert body["models"][model]["latency_ms"] > 0
-        mean = sum(WEIGHTS[m] * expected[m][i] for m in MODELS)
+        mean = sum(RULE.weights[m] * expected[m][i] for m in MODELS)
         assert body["prob_fake"] == pytest.approx(mean, abs=1e-5)
-        assert body["verdict"] == ("FAKE" if mean >= 0.5 else "REAL")
-        assert body["confidence"] == pytest.approx(max(mean, 1 - mean), abs=1e-5)
+        assert body["thumbnail"]["detail_lost"] == 0 and body["thumbnail"]["in_domain"]
+        assert body["provenance"] == {"ai_generated": None, "evidence": []}
+        if abs(mean - 0.5) < RULE.unsure_margin:
+            assert body["verdict"] == "UNSURE" and body["confidence"] is None and body["reason"]
+        else:
+            assert body["verdict"] == ("FAKE" if mean >= 0.5 else "REAL") and body["decided_by"] == "models"
+            assert body["confidence"] == pytest.approx(max(mean, 1 - mean), abs=1e-5)
+        assert all(body["models"][m]["version"] == "1" for m in MODELS)
 
 
 @pytest.mark.parametrize("size", [2, 3, 5, 8])
@@ -61,27 +67,34 @@ def test_small_batches_match_the_models_in_process(gateway_url, cifake_samples, 
 
 
 def test_batch_of_2000_test_images_agrees_with_in_process_ensemble(gateway_url):
-    """The serving issue's acceptance check: >= 99.9% identical verdicts on 2,000 official test images."""
+    """>= 99.9% identical verdicts to the committed models in process; at most 5% UNSURE and at least
+    98% of the rest right (the real-world issue's bar for CIFAKE)."""
     images = sample_test_images(2000)
     expected = in_process_p_fake([raw for _, raw, _ in images])
-    ensemble = sum(WEIGHTS[m] * expected[m] for m in MODELS)
+    ensemble = sum(RULE.weights[m] * expected[m] for m in MODELS)
+    want = np.where(np.abs(ensemble - 0.5) < RULE.unsure_margin, "UNSURE", np.where(ensemble >= 0.5, "FAKE", "REAL"))
     got = []
     for start in range(0, len(images), 32):
         chunk = images[start:start + 32]
         resp = post(gateway_url, [(n, raw) for n, raw, _ in chunk], "/v1/predict/batch")
         assert resp.status_code == 200, resp.text
         assert resp.json()["count"] == len(chunk)
-        got += [r["verdict"] == "FAKE" for r in resp.json()["results"]]
-    agreement = np.mean(np.array(got) == (ensemble >= 0.5))
-    labels = np.array([y for *_, y in images])
-    accuracy = np.mean(np.array(got) == labels.astype(bool))
-    print(f"\n2000 test images: gateway/in-process verdict agreement {agreement:.4%}, gateway accuracy {accuracy:.4f}")
+        got += [r["verdict"] for r in resp.json()["results"]]
+    got = np.array(got)
+    agreement = np.mean(got == want)
+    labels = np.where(np.array([y for *_, y in images]) == 1, "FAKE", "REAL")
+    decided = got != "UNSURE"
+    accuracy = np.mean(got[decided] == labels[decided])
+    print(f"\n2000 test images: agreement {agreement:.4%}, UNSURE {1 - decided.mean():.2%}, "
+          f"accuracy of the rest {accuracy:.4f}")
     assert agreement >= 0.999
+    assert 1 - decided.mean() <= 0.05 and accuracy >= 0.98
 
 
 def test_any_size_upload_is_answered(gateway_url):
     resp = post(gateway_url, [("photo.png", png_bytes((1280, 720)))])
-    assert resp.status_code == 200 and resp.json()["verdict"] in ("REAL", "FAKE")
+    assert resp.status_code == 200 and resp.json()["verdict"] in ("REAL", "FAKE", "UNSURE")
+    assert resp.json()["thumbnail"]["width"] == 1280
 
 
 BAD = [

@@ -4,7 +4,9 @@
 
 It scores exactly what Triton serves (model_repository/<name>/1/model.pt, fed
 uint8 HWC pixels), adds the ensemble (mean of the calibrated P(FAKE)), and
-merges in each model's training record (train.json).
+merges in each model's training record (train.json). It fits the verdict rule
+(training/rule.py) and writes it into the model repository, then runs the
+real-world benchmark (training/realworld.py) under that rule.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from training import data, plots
+from training import data, plots, realworld, rule
 from training.export import REPOSITORY
 from training.loop import pick_device
 from training.metrics import binary_metrics
@@ -97,12 +99,21 @@ def evaluate(repository: Path, results: Path, test: data.Split, dropped: dict, v
         weights = ensemble_weights(val_probs, val.y)
         ens = sum(weights[n] * probs[n] for n in names)
         rows["ensemble"] = binary_metrics(test.y, ens)
+        margin = rule.fit_margin(sum(weights[n] * val_probs[n] for n in names))
+        fitted = rule.write(repository, weights, margin, rule.fit_max_detail_lost(val.x))
+        unsure = np.abs(ens - fitted.threshold) < fitted.unsure_margin
+        decided = binary_metrics(test.y[~unsure], ens[~unsure])
         rows["ensemble"].update({"members": names, "weights": weights,
-                                 "rule": "weighted mean of calibrated P(FAKE) >= 0.5, weights fitted on validation",
+                                 "rule": "weighted mean of calibrated P(FAKE) >= 0.5, weights fitted on validation; "
+                                         f"UNSURE within {fitted.unsure_margin:g} of 0.5",
+                                 "unsure_margin": fitted.unsure_margin, "max_detail_lost": fitted.max_detail_lost,
+                                 "unsure_rate": round(float(unsure.mean()), 4),
+                                 "decided_accuracy": decided["accuracy"],
                                  "train_seconds": sum(rows[n].get("train_seconds", 0) for n in names),
                                  "parameters": sum(rows[n].get("parameters", 0) for n in names)})
         probs["ensemble"] = ens
-        print(f"ensemble: F1 {rows['ensemble']['f1']:.4f}  acc {rows['ensemble']['accuracy']:.4f}")
+        print(f"ensemble: F1 {rows['ensemble']['f1']:.4f}  acc {rows['ensemble']['accuracy']:.4f}; "
+              f"UNSURE {unsure.mean():.2%}, accuracy of the rest {decided['accuracy']:.4f}")
     table = {"test_images": len(test), "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
              "notes": [n.format(**dropped) for n in NOTES], "models": rows}
     results.mkdir(parents=True, exist_ok=True)
@@ -117,11 +128,13 @@ def main() -> None:
     ap.add_argument("--data", help="folder with the CIFAKE archives (default: $FAKELENS_DATA or ../shared/data)")
     ap.add_argument("--repository", type=Path, default=REPOSITORY)
     ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--realworld", help="the real-world set (default: $FAKELENS_REALWORLD or ../shared/realworld-dev)")
     ap.add_argument("--limit", type=int, help="decode only this many images (quick runs)")
     args = ap.parse_args()
     pick_device("cpu")
     ds = data.load(args.data, limit=args.limit, with_test=True)
     evaluate(args.repository, args.results, ds.test, ds.dropped, ds.val)
+    realworld.evaluate(realworld.realworld_dir(args.realworld), args.repository, args.results)
 
 
 if __name__ == "__main__":

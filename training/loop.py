@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from training import degrade
 from training.data import Split
 from training.metrics import binary_metrics
 from training.nets import flip_averaged, normalise
@@ -32,6 +33,7 @@ class Recipe:
     flip: bool = True  # horizontal flips keep the 8x8 JPEG grid aligned (32 is a multiple of 8)
     shift: int = 0  # random translation by up to this many pixels, reflect-padded; moves the JPEG grid,
     # yet 4 pixels lifted ResNet-50's validation F1 by ~0.007 (README's sweep)
+    degrade: float = 0.0  # share of each batch given a random real-world degradation (degrade.py)
     optimizer: str = "sgd"  # "sgd" (nesterov) or "adamw"
     seed: int = 0
 
@@ -152,7 +154,8 @@ def fit(net: nn.Module, train: Split, val: Split, recipe: Recipe, device: torch.
         bar = tqdm(list(batches(len(train), recipe.batch_size, rng)), desc=f"epoch {epoch + 1}/{recipe.epochs}",
                    unit="batch", mininterval=2)
         for idx in bar:
-            x = to_input(train.x[idx], device, **augmentations(recipe, len(idx), rng))
+            x = degrade.augment(train.x[idx], rng, recipe.degrade) if recipe.degrade else train.x[idx]
+            x = to_input(x, device, **augmentations(recipe, len(idx), rng))
             y = torch.from_numpy(train.y[idx]).to(device)
             with autocast(device):
                 loss = F.cross_entropy(net(x), y, label_smoothing=recipe.label_smoothing)

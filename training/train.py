@@ -4,6 +4,8 @@
     python -m training.train --model baseline_cnn  # one
     python -m training.train --model baseline_cnn --limit 400 --set epochs=1 --workdir /tmp/x  # smoke run
     python -m training.train --model resnet50 --set shift=4 --set lr=2e-3  # a recipe variant
+    python -m training.train --model tuned_cnn --init model_repository --set epochs=3 --set degrade=0.5
+                                                   # fine-tune the served weights on degraded images
 
 Writes <workdir>/<model>/{checkpoint.pt, log.jsonl, final.pt} and
 <results>/<model>/train.json (history, time, device, temperature, ECE).
@@ -25,8 +27,14 @@ from training.metrics import binary_metrics, expected_calibration_error
 from training.models import MODELS
 
 HERE = Path(__file__).resolve().parent
+REPOSITORY = HERE.parent / "model_repository"
 RUNS = HERE / "runs"
 RESULTS = HERE / "results"
+# `--finetune`: start from the served weights and train a few epochs with half of every batch
+# degraded the ways real images are (degrade.py), at a lower peak learning rate.
+FINETUNE = {"baseline_cnn": {"epochs": 4, "lr": 0.03, "degrade": 0.5},
+            "tuned_cnn": {"epochs": 4, "lr": 0.04, "degrade": 0.5},
+            "resnet50": {"epochs": 2, "lr": 5e-4, "batch_size": 256, "degrade": 0.5}}
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -50,11 +58,19 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
+def served_weights(net: torch.nn.Module, path: Path) -> None:
+    """Load the weights of a served TorchScript file (nets.Servable) into `net`, to fine-tune from them."""
+    served = torch.jit.load(str(path), map_location="cpu").state_dict()
+    net.load_state_dict({k.removeprefix("net."): v for k, v in served.items() if k.startswith("net.")})
+
+
 def train_one(name: str, ds: data.Cifake, device: torch.device, workdir: Path, results: Path,
-              overrides: dict | None = None) -> dict:
+              overrides: dict | None = None, init: Path | None = None) -> dict:
     spec = MODELS[name]
     recipe = dataclasses.replace(spec.recipe(), **(overrides or {}))
     net = spec.build()
+    if init:
+        served_weights(net, init / name / "1" / "model.pt")
     run_dir = workdir / name
     out = fit(net, ds.train, ds.val, recipe, device, run_dir)
 
@@ -69,6 +85,7 @@ def train_one(name: str, ds: data.Cifake, device: torch.device, workdir: Path, r
     summary = {
         "model": name,
         "recipe": dataclasses.asdict(recipe),
+        "fine_tuned_from": str(init / name / "1" / "model.pt") if init else None,
         "parameters": sum(p.numel() for p in net.parameters()),
         "train_seconds": round(out["train_seconds"], 1),
         "wall_seconds": round(out["wall_seconds"] + time.time() - calibrate_start, 1),
@@ -103,6 +120,10 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=RUNS, help="checkpoints and final weights")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where train.json goes")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ap.add_argument("--init", type=Path, metavar="REPOSITORY",
+                    help="start from the weights served in this model repository (fine-tuning)")
+    ap.add_argument("--finetune", action="store_true",
+                    help="fine-tune on degraded images: --init model_repository plus each model's FINETUNE recipe")
     args = ap.parse_args()
 
     overrides = parse_overrides(args.set)
@@ -112,7 +133,11 @@ def main() -> None:
     print(f"data: {len(ds.train)} train / {len(ds.val)} val images "
           f"in {time.time() - start:.1f} s; dropped duplicates {ds.dropped}")
     for name in args.model or list(MODELS):
-        train_one(name, ds, device, args.workdir, args.results, overrides)
+        if args.finetune:
+            train_one(name, ds, device, args.workdir, args.results, {**FINETUNE[name], **overrides},
+                      args.init or REPOSITORY)
+        else:
+            train_one(name, ds, device, args.workdir, args.results, overrides, args.init)
 
 
 if __name__ == "__main__":

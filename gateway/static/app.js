@@ -42,11 +42,29 @@ async function classify(file) {
   show(body);
 }
 
+const HEADLINE = { FAKE: "AI-generated", REAL: "Real photo", UNSURE: "Unsure" };
+
 function show(r) {
   const v = $("#verdict");
   v.className = r.verdict.toLowerCase();
-  v.textContent = (r.verdict === "FAKE" ? "AI-generated" : "Real photo") + " - " + pct(r.confidence) + " confident";
   v.dataset.verdict = r.verdict;
+  v.textContent = HEADLINE[r.verdict] + (r.confidence !== null ? " - " + pct(r.confidence) + " confident" : "")
+    + (r.decided_by === "provenance" ? " - the file says so" : "");
+  $("#reason").textContent = r.reason || "";
+  $("#reason").hidden = !r.reason;
+  const evidence = $("#evidence");
+  evidence.innerHTML = "";
+  for (const e of r.provenance.evidence) {
+    const li = document.createElement("li");
+    const claim = e.ai_generated === true ? "says AI-generated" : e.ai_generated === false ? "says camera capture" : "claims neither";
+    li.textContent = `${e.source}: ${e.detail}${e.generator ? " (" + e.generator + ")" : ""} - ${claim}`
+      + (e.signature ? ` - signature ${e.signature.valid ? "valid" : "invalid"}, signer ${e.signature.trusted ? "trusted" : "on no trust list"}` : "");
+    evidence.appendChild(li);
+  }
+  $("#provenance").hidden = !r.provenance.evidence.length;
+  const t = r.thumbnail;
+  $("#thumb-note").textContent = `What the models make of the ${t.width}x${t.height} upload scaled to 32x32`
+    + (t.in_domain ? "" : " (outside what they know: their view is shown, not used)") + ":";
   const models = $("#models");
   models.innerHTML = "";
   for (const [name, m] of Object.entries(r.models)) {
@@ -55,7 +73,7 @@ function show(r) {
     row.innerHTML = `<span class="name"></span>
       <span class="bar"><span class="fill"></span></span>
       <span class="value"></span>`;
-    row.querySelector(".name").textContent = name;
+    row.querySelector(".name").textContent = name + (m.version ? " v" + m.version : "");
     row.querySelector(".fill").style.width = pct(m.prob_fake);
     row.querySelector(".fill").classList.add(m.verdict.toLowerCase());
     row.querySelector(".value").textContent = `P(fake) ${pct(m.prob_fake)} · ${m.latency_ms.toFixed(1)} ms`;

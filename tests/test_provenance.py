@@ -1,0 +1,201 @@
+"""Provenance evidence read from files the tests make, each carrying one marker (gateway/provenance.py)."""
+from __future__ import annotations
+
+import datetime
+import io
+import time
+
+import c2pa
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from PIL import Image, PngImagePlugin
+
+from gateway import provenance
+from gateway.verdict import Rule
+
+IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+EXIF_IFD, USER_COMMENT = 0x8769, 0x9286
+A1111 = ("a lighthouse at dusk\nNegative prompt: blurry\nSteps: 28, Sampler: DPM++ 2M Karras, CFG scale: 7, "
+         "Seed: 1234, Size: 1024x1024, Model hash: 31e35c80fc, Model: sd_xl_base_1.0")
+RULE = Rule({"m": 1.0}, threshold=0.5, unsure_margin=0.05, max_detail_lost=8.0)
+
+
+def picture(fmt: str = "PNG", **save) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (90, 140, 200)).save(buf, fmt, **save)
+    return buf.getvalue()
+
+
+def png_text(**chunks: str) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    for key, value in chunks.items():
+        info.add_itxt(key, value, zip=len(value) > 100)
+    return picture("PNG", pnginfo=info)
+
+
+def user_comment(text: str, fmt: str) -> bytes:
+    exif = Image.Exif()
+    # piexif's UserComment.dump(..., encoding="unicode"), as AUTOMATIC1111 writes JPEG and WebP
+    exif.get_ifd(EXIF_IFD)[USER_COMMENT] = b"UNICODE\0" + text.encode("utf-16-be")
+    return picture(fmt, exif=exif.tobytes())
+
+
+def xmp(source_type: str) -> bytes:
+    return (f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            f'<rdf:Description rdf:about="" xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+            f'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:CreatorTool="Test Tool 1.0">'
+            f'<Iptc4xmpExt:DigitalSourceType>{IPTC}{source_type}</Iptc4xmpExt:DigitalSourceType>'
+            f'</rdf:Description></rdf:RDF></x:xmpmeta>').encode()
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fakelens tests")])
+
+
+@pytest.fixture(scope="module")
+def signer_info() -> c2pa.C2paSignerInfo:
+    """A CA and a signing certificate made here: valid signatures, on no trust list."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    usage = dict(content_commitment=False, key_encipherment=False, data_encipherment=False, key_agreement=False,
+                 encipher_only=False, decipher_only=False)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+
+    def cert(subject, issuer, public, signing_key, ca: bool, extra):
+        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public)
+             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+             .not_valid_after(now + datetime.timedelta(days=30))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+             .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=ca, crl_sign=ca, **usage), critical=True)
+             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False))
+        for ext in extra:
+            b = b.add_extension(ext, critical=False)
+        return b.sign(signing_key, hashes.SHA256())
+
+    ca = cert(_name("fakelens test CA"), _name("fakelens test CA"), ca_key.public_key(), ca_key, True, [])
+    leaf = cert(_name("fakelens test signer"), ca.subject, key.public_key(), ca_key, False,
+                [x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]),
+                 x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())])
+    chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, ca))
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return c2pa.C2paSignerInfo(alg=b"es256", sign_cert=chain, private_key=pem, ta_url=None)
+
+
+def signed(info: c2pa.C2paSignerInfo, source_type: str, agent: str = "Test Generator 2") -> bytes:
+    manifest = {"claim_generator_info": [{"name": "fakelens-tests", "version": "1.0"}], "title": "test.jpg",
+                "assertions": [{"label": "c2pa.actions", "data": {"actions": [
+                    {"action": "c2pa.created", "digitalSourceType": IPTC + source_type,
+                     "softwareAgent": {"name": agent}}]}}]}
+    out = io.BytesIO()
+    with c2pa.Builder(manifest) as builder:
+        builder.sign(c2pa.Signer.from_info(info), "image/jpeg", io.BytesIO(picture("JPEG")), out)
+    return out.getvalue()
+
+
+AI_FILES = {
+    "A1111 PNG parameters": lambda: png_text(parameters=A1111),
+    "Forge PNG parameters": lambda: png_text(parameters=A1111 + ", Version: f2.0.1v1.10.1, Forge version: f2.0.1"),
+    "A1111 JPEG UserComment": lambda: user_comment(A1111, "JPEG"),
+    "A1111 WebP UserComment": lambda: user_comment(A1111, "WEBP"),
+    "ComfyUI prompt": lambda: png_text(prompt='{"3": {"class_type": "KSampler", "inputs": {"seed": 5}}}'),
+    "ComfyUI workflow": lambda: png_text(workflow='{"last_node_id": 9, "nodes": [], "links": []}'),
+    "InvokeAI metadata": lambda: png_text(invokeai_metadata='{"positive_prompt": "a cat", "steps": 30}'),
+    "InvokeAI legacy": lambda: png_text(**{"sd-metadata": '{"model": "stable diffusion", "image": {}}'}),
+    "NovelAI PNG": lambda: png_text(Software="NovelAI", Source="NovelAI Diffusion V4.5 4BDE2A90",
+                                    Comment='{"prompt": "a castle", "steps": 28}'),
+    "NovelAI WebP UserComment": lambda: user_comment('{"Software": "NovelAI", "Comment": "{}"}', "WEBP"),
+    "Midjourney Description": lambda: png_text(
+        Description="a red fox --ar 3:2 --v 6.1 Job ID: a7421d2f-b262-44f9-977c-ac23e9c7d3e3", Author="someone"),
+    "SwarmUI parameters": lambda: png_text(parameters='{"sui_image_params": {"prompt": "a bird", "steps": 20}}'),
+    "XMP trainedAlgorithmicMedia": lambda: picture("JPEG", xmp=xmp("trainedAlgorithmicMedia")),
+    "XMP compositeWithTrainedAlgorithmicMedia": lambda: picture("PNG", pnginfo=_xmp_png("compositeWithTrainedAlgorithmicMedia")),
+    "XMP algorithmicMedia (WebP)": lambda: picture("WEBP", xmp=xmp("algorithmicMedia")),
+}
+
+
+def _xmp_png(source_type: str) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp(source_type).decode())
+    return info
+
+
+@pytest.mark.parametrize("case", sorted(AI_FILES))
+def test_generator_markers_are_evidence_of_generation(case):
+    found = provenance.read(AI_FILES[case]())
+    assert found["ai_generated"] is True, (case, found)
+    decision = RULE.decide(0.1, 20.0, (64, 48), found)  # the models (REAL, out of domain) are overruled
+    assert decision["verdict"] == "FAKE" and decision["decided_by"] == "provenance", decision
+
+
+def test_c2pa_ai_credential_signed_by_an_untrusted_test_ca_decides(signer_info):
+    found = provenance.read(signed(signer_info, "trainedAlgorithmicMedia"))
+    [hit] = [e for e in found["evidence"] if e["source"] == "c2pa"]
+    assert found["ai_generated"] is True and hit["generator"] == "Test Generator 2"
+    assert hit["signature"]["valid"] is True and hit["signature"]["trusted"] is False
+    assert RULE.decide(0.5, 0.0, (64, 48), found)["decided_by"] == "provenance"
+
+
+def test_c2pa_credential_whose_image_was_altered_is_reported_invalid_and_still_counts(signer_info):
+    raw = bytearray(signed(signer_info, "compositeWithTrainedAlgorithmicMedia"))
+    raw[-200] ^= 0xFF  # inside the image data the manifest's hash covers
+    found = provenance.read(bytes(raw))
+    [hit] = [e for e in found["evidence"] if e["source"] == "c2pa"]
+    assert hit["signature"]["valid"] is False and "assertion.dataHash.mismatch" in hit["signature"]["status"]
+    assert found["ai_generated"] is True
+
+
+def test_c2pa_capture_credential_is_reported_not_flagged(signer_info):
+    found = provenance.read(signed(signer_info, "digitalCapture", agent="Test Camera"))
+    [hit] = found["evidence"]
+    assert hit["source"] == "c2pa" and "digitalCapture" in hit["detail"]
+    assert found["ai_generated"] is not True  # untrusted signer: reported, claims nothing
+    assert RULE.decide(0.9, 0.0, (64, 48), found)["decided_by"] == "models"
+
+
+ORDINARY = {
+    "camera EXIF": lambda: picture("JPEG", exif=_camera_exif()),
+    "editor text chunk": lambda: png_text(Software="GIMP 2.10.36", Comment="Created with GIMP",
+                                          Description="holiday photo, cropped"),
+    "editor XMP": lambda: picture("JPEG", xmp=b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description '
+                                             b'xmp:CreatorTool="Adobe Photoshop 25.0"/></rdf:RDF></x:xmpmeta>'),
+    "XMP digitalCapture": lambda: picture("JPEG", xmp=xmp("digitalCapture")),
+    "no metadata": lambda: picture("PNG"),
+}
+
+
+def _camera_exif() -> bytes:
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0131] = "Canon", "Canon EOS R6", "Adobe Lightroom Classic 13.1"
+    exif.get_ifd(EXIF_IFD)[USER_COMMENT] = b"ASCII\0\0\0holiday in Rome"
+    return exif.tobytes()
+
+
+@pytest.mark.parametrize("case", sorted(ORDINARY))
+def test_ordinary_metadata_never_claims_ai(case):
+    found = provenance.read(ORDINARY[case]())
+    assert found["ai_generated"] is not True, (case, found)
+    assert RULE.decide(0.9, 0.0, (64, 48), found)["decided_by"] == "models"
+
+
+def test_no_metadata_says_nothing():
+    assert provenance.read(picture("JPEG")) == {"ai_generated": None, "evidence": []}
+
+
+HOSTILE = {
+    "unterminated XMP, 8 MB": b"\xff\xd8" + b"<x:xmpmeta>" + b"<a>" * (8 << 18),
+    "nested XMP": picture("WEBP", xmp=b"<x:xmpmeta>" + b"<rdf:Bag>" * 500_000 + b"</x:xmpmeta>"),
+    "huge text chunk": png_text(parameters="Steps: 1, " + "x" * 900_000),
+    "deep JSON workflow": png_text(workflow="[" * 100_000),
+    "fake c2pa marker": b"\x89PNG\r\n\x1a\n" + b"c2pajumb" * 100_000,
+    "truncated c2pa": b"\xff\xd8\xff\xeb\x00\x20JP\x00\x00\x00\x01\x00\x00\x00\x18jumbc2pa" + b"\x00" * 64,
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_metadata_is_bounded(case):
+    start = time.perf_counter()
+    found = provenance.read(HOSTILE[case])
+    assert time.perf_counter() - start < provenance.C2PA_TIMEOUT_S + 3, case  # a hang, not a speed goal
+    assert found["ai_generated"] in (True, False, None)

@@ -1,0 +1,190 @@
+"""Images from outside CIFAKE: the committed models, as served, on the real-world dev set.
+
+    python -m training.realworld   # -> training/results/realworld.json + realworld.png
+
+"As served" means the gateway's own code on the bytes a user uploads: provenance read
+from the file, gateway.images.decode (EXIF orientation, thumbnail, CIFAKE's JPEG), the
+TorchScript files Triton serves, and the verdict rule from the model repository.
+Every image is also scored saved in the other container (AI images as PNG, the rest as
+lossless WebP: the same pixels), since in this set every AI image happens to be a WebP.
+
+The set (default ../shared/realworld-dev, or FAKELENS_REALWORLD) is for measuring and
+choosing thresholds only, never for training weights.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from sklearn.metrics import roc_auc_score
+from tqdm import tqdm
+
+from gateway import provenance
+from gateway.images import BadImage, decode
+from gateway.verdict import Rule
+from training import rule as rule_file
+from training.export import REPOSITORY
+from training.train import RESULTS
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "realworld-dev"
+RIGHT = {"real_photo": "REAL", "human_nonphoto": "REAL", "ai_generated": "FAKE"}  # human-made art is not AI
+MAX_PIXELS = 50_000_000
+
+
+def realworld_dir(override: str | os.PathLike | None = None) -> Path:
+    return Path(override or os.environ.get("FAKELENS_REALWORLD") or DEFAULT_DIR)
+
+
+def load_set(folder: Path) -> list[dict]:
+    """[{file, label, raw}] from labels.csv and images/."""
+    with open(folder / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{"file": r["file"], "label": r["label"], "raw": (folder / "images" / r["file"]).read_bytes()} for r in rows]
+
+
+def other_container(raw: bytes, label: str) -> bytes:
+    """The same pixels in the other container: AI images as PNG, the rest as lossless WebP."""
+    img = ImageOps.exif_transpose(Image.open(io.BytesIO(raw)))
+    img = img.convert("RGBA" if img.mode in ("RGBA", "LA", "PA", "P") else "RGB")
+    buf = io.BytesIO()
+    if label == "ai_generated":
+        img.save(buf, "PNG")
+    else:
+        img.save(buf, "WEBP", lossless=True, method=0)  # lossless whatever the method; 0 is fastest
+    return buf.getvalue()
+
+
+class Served:
+    """The gateway's decision for a list of uploads, computed in this process."""
+
+    def __init__(self, repository: Path = REPOSITORY):
+        self.rule: Rule = rule_file.load(repository)
+        self.models = {name: torch.jit.load(str(repository / name / "1" / "model.pt"), map_location="cpu").eval()
+                       for name in self.rule.weights}
+
+    def __call__(self, raws: list[bytes]) -> list[dict]:
+        out, uploads = [], []
+        for raw in raws:
+            try:
+                uploads.append((decode(raw, MAX_PIXELS), provenance.read(raw)))
+            except BadImage as exc:
+                uploads.append((None, str(exc)))
+        ok = [u for u, _ in uploads if u is not None]
+        probs = {}
+        if ok:
+            x = torch.from_numpy(np.stack([u.pixels for u in ok]))
+            with torch.inference_mode():
+                probs = {m: net(x)[:, 1].numpy() for m, net in self.models.items()}
+        i = 0
+        for upload, prov in uploads:
+            if upload is None:
+                out.append({"verdict": None, "error": prov})
+                continue
+            p = self.rule.combine({m: float(v[i]) for m, v in probs.items()})
+            out.append({**self.rule.decide(p, upload.detail_lost, (upload.width, upload.height), prov),
+                        "prob_fake": p, "models": {m: float(v[i]) for m, v in probs.items()},
+                        "detail_lost": upload.detail_lost, "size": [upload.width, upload.height]})
+            i += 1
+        return out
+
+
+def figures(rows: list[dict]) -> dict:
+    """Per label: counts of REAL / FAKE / UNSURE, wrong-verdict rate, coverage (right verdicts)."""
+    out = {}
+    for label in RIGHT:
+        mine = [r for r in rows if r["label"] == label]
+        n = len(mine)
+        counts = {v: sum(r["verdict"] == v for r in mine) for v in ("REAL", "FAKE", "UNSURE")}
+        counts["error"] = sum(r["verdict"] is None for r in mine)
+        wrong = sum(r["verdict"] in ("REAL", "FAKE") and r["verdict"] != RIGHT[label] for r in mine)
+        right = sum(r["verdict"] == RIGHT[label] for r in mine)
+        out[label] = {"images": n, **counts, "wrong": wrong, "wrong_rate": round(wrong / max(n, 1), 4),
+                      "right": right, "coverage": round(right / max(n, 1), 4),
+                      "unsure_rate": round(counts["UNSURE"] / max(n, 1), 4)}
+    scored = [r for r in rows if r["label"] in ("ai_generated", "real_photo") and r.get("prob_fake") is not None]
+    out["roc_auc_ai_vs_real_photo"] = round(float(roc_auc_score(
+        [r["label"] == "ai_generated" for r in scored], [r["prob_fake"] for r in scored])), 4)
+    return out
+
+
+def reliability_plot(rows: list[dict], path: Path, bins: int = 10) -> None:
+    """Predicted P(FAKE) of the thumbnail against the fraction that is AI-generated, dev set vs the diagonal."""
+    scored = [r for r in rows if r.get("prob_fake") is not None]
+    p = np.array([r["prob_fake"] for r in scored])
+    y = np.array([r["label"] == "ai_generated" for r in scored], dtype=float)
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges) - 1, 0, bins - 1)
+    fig, (ax, hist) = plt.subplots(1, 2, figsize=(10, 4.2))
+    mids = [(edges[b] + edges[b + 1]) / 2 for b in range(bins) if (idx == b).any()]
+    frac = [y[idx == b].mean() for b in range(bins) if (idx == b).any()]
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="calibrated")
+    ax.plot(mids, frac, "o-", color="tab:red", label="images from outside CIFAKE")
+    ax.set(xlabel="models' P(FAKE) of the 32x32 thumbnail", ylabel="fraction actually AI-generated",
+           title="Reliability outside CIFAKE", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left")
+    for label, color in (("real_photo", "tab:blue"), ("human_nonphoto", "tab:green"), ("ai_generated", "tab:red")):
+        hist.hist([r["detail_lost"] for r in scored if r["label"] == label], bins=20, range=(0, 30), alpha=0.5,
+                  color=color, label=label)
+    limit = next(iter(scored), {}).get("max_detail_lost")
+    if limit:
+        hist.axvline(limit, color="black", label=f"domain limit {limit:g}")
+    hist.set(xlabel="detail the 32x32 view discards (grey levels)", ylabel="images", title="Outside the models' domain")
+    hist.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def evaluate(folder: Path, repository: Path, results: Path) -> dict:
+    images = load_set(folder)
+    served = Served(repository)
+    report = {"images": len(images), "source": str(folder), "rule": {
+        "weights": served.rule.weights, "threshold": served.rule.threshold,
+        "unsure_margin": served.rule.unsure_margin, "max_detail_lost": served.rule.max_detail_lost}}
+    per_file = []
+    for container in ("as_shipped", "other_container"):
+        rows = []
+        for item in tqdm(images, desc=f"real-world ({container})", unit="image"):
+            raw = item["raw"] if container == "as_shipped" else other_container(item["raw"], item["label"])
+            result = served([raw])[0]
+            rows.append({"file": item["file"], "label": item["label"], **result,
+                         "max_detail_lost": served.rule.max_detail_lost})
+        report[container] = figures(rows)
+        per_file.append(rows)
+    report["files"] = [{"file": a["file"], "label": a["label"], "verdict": a["verdict"], "other_container": b["verdict"],
+                        "prob_fake": round(a.get("prob_fake") or 0, 4), "detail_lost": a.get("detail_lost"),
+                        "size": a.get("size"), "error": a.get("error")} for a, b in zip(*per_file)]
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "realworld.json").write_text(json.dumps(report, indent=2) + "\n")
+    reliability_plot(per_file[0], results / "realworld.png")
+    for container in ("as_shipped", "other_container"):
+        print(f"{container}: " + "; ".join(
+            f"{label} wrong {f['wrong_rate']:.0%} unsure {f['unsure_rate']:.0%} right {f['coverage']:.0%}"
+            for label, f in report[container].items() if isinstance(f, dict))
+            + f"; ROC-AUC ai vs photo {report[container]['roc_auc_ai_vs_real_photo']}")
+    return report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", help="the real-world set (default: $FAKELENS_REALWORLD or ../shared/realworld-dev)")
+    ap.add_argument("--repository", type=Path, default=REPOSITORY)
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    evaluate(realworld_dir(args.data), args.repository, args.results)
+
+
+if __name__ == "__main__":
+    main()
