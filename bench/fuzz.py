@@ -2,7 +2,7 @@
 
     python -m bench.fuzz --cases 10000
 
-Each of the three fuzz tests gets cases/3 examples; every response must be < 500 with a JSON
+Each of the four fuzz tests gets cases/3 examples; every response must be < 500 with a JSON
 body, and the gateway must be healthy afterwards. Writes bench/results/fuzz.json.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from bench import RESULTS
 from stack.launch import ROOT
 
-FUZZ_TESTS = 3  # test_fuzz_predict, test_fuzz_batch, test_fuzz_raw_multipart_bodies
+FUZZ_TESTS = 4  # test_fuzz_predict, test_fuzz_batch, test_fuzz_raw_multipart_bodies, test_fuzz_metadata
 
 
 def main() -> None:

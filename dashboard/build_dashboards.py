@@ -131,9 +131,13 @@ def benchmark() -> dict:
               "s", kind="bargauge", w=8, orientation="horizontal", displayMode="basic"),
         panel("Verdicts over time", [target(f"sum by (model, verdict) (rate(fakelens_verdicts_total[{R}]))",
                                             "{{model}} {{verdict}}")], "reqps", w=16),
-        panel("Share judged FAKE (ensemble)", [target(
-            f'sum(rate(fakelens_verdicts_total{{model="ensemble", verdict="FAKE"}}[{R}])) '
-            f'/ sum(rate(fakelens_verdicts_total{{model="ensemble"}}[{R}]))', "FAKE share")], "percentunit", w=8),
+        panel("Verdict shares (FAKE, UNSURE)", [target(
+            f'sum(rate(fakelens_verdicts_total{{model="ensemble", verdict="{v}"}}[{R}])) '
+            f'/ sum(rate(fakelens_verdicts_total{{model="ensemble"}}[{R}]))', f"{v} share", ref=ref)
+            for v, ref in (("FAKE", "A"), ("UNSURE", "B"))], "percentunit", w=8),
+        panel("Provenance evidence by source", [target(
+            f"sum by (source, ai_generated) (rate(fakelens_provenance_evidence_total[{R}]))",
+            "{{source}} (ai_generated {{ai_generated}})")], "reqps"),
         panel("Upload size (median, p95)", [
             target(f"histogram_quantile(0.5, sum by (le) (rate(fakelens_upload_bytes_bucket[{R}])))", "median"),
             target(f"histogram_quantile(0.95, sum by (le) (rate(fakelens_upload_bytes_bucket[{R}])))", "p95")],

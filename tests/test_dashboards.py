@@ -2,15 +2,18 @@
 after real uploads, returns data; every metric a panel names is one the services export."""
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
 import subprocess
 import time
 
+import numpy as np
 import pytest
 import requests
 import yaml
+from PIL import Image, PngImagePlugin
 
 from dashboard import build_dashboards
 from stack.launch import prometheus_config
@@ -18,7 +21,8 @@ from tests.conftest import ROOT
 
 DASHBOARDS = sorted((ROOT / "dashboard" / "grafana" / "dashboards").glob("*.json"))
 PROMQL_WORDS = {"rate", "sum", "by", "histogram_quantile", "or", "le", "model", "instance", "quantile", "reason",
-                "status", "verdict", "endpoint", "without", "and", "on", "ignoring", "max", "min", "avg", "count"}
+                "status", "verdict", "endpoint", "source", "ai_generated", "without", "and", "on", "ignoring", "max",
+                "min", "avg", "count"}
 
 
 def targets() -> list[tuple[str, str, str]]:
@@ -71,6 +75,18 @@ def test_promtool_accepts_both_prometheus_configs(tmp_path):
     subprocess.run([promtool, "check", "config", str(local)], check=True)
 
 
+def _png(img: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG", **kw)
+    return buf.getvalue()
+
+
+DETAILED = _png(Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)))
+_A1111 = PngImagePlugin.PngInfo()
+_A1111.add_text("parameters", "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1")
+A1111 = _png(Image.new("RGB", (64, 64), (40, 90, 160)), pnginfo=_A1111)
+
+
 def test_every_panel_query_returns_data(stack, gateway_url, cifake_samples):
     for name, raw, _ in cifake_samples[:20]:  # real uploads, one and many at a time
         requests.post(gateway_url + "/v1/predict", files={"image": (name, raw)}, timeout=30)
@@ -83,7 +99,9 @@ def test_every_panel_query_returns_data(stack, gateway_url, cifake_samples):
     deadline = time.time() + 60  # a few scrape intervals (5 s) for rates to have two points
     while pending and time.time() < deadline:
         time.sleep(3)
-        for name, raw, _ in cifake_samples[20:23]:  # keep some traffic flowing for the rate() windows
+        # keep some traffic flowing for the rate() windows: CIFAKE images, a detailed photo-sized image
+        # (UNSURE) and a file with generator metadata (provenance)
+        for name, raw in [(n, r) for n, r, _ in cifake_samples[20:23]] + [("big.png", DETAILED), ("a1111.png", A1111)]:
             requests.post(gateway_url + "/v1/predict", files={"image": (name, raw)}, timeout=30)
         still = []
         for dash, title, expr in pending:

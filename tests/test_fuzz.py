@@ -3,11 +3,13 @@
 A bounded number of cases for CI (FAKELENS_FUZZ_EXAMPLES, default 150 per test)."""
 from __future__ import annotations
 
+import io
 import os
 
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image, PngImagePlugin
 
 from bench.load import sample_test_images
 from tests.conftest import png_bytes
@@ -31,6 +33,41 @@ def mutated(draw) -> bytes:
         else:
             data[pos:pos] = draw(st.binary(min_size=1, max_size=64))
     return bytes(data)
+
+
+META_KEYS = ["parameters", "prompt", "workflow", "invokeai_metadata", "sd-metadata", "Software", "Description",
+             "Comment", "XML:com.adobe.xmp"]
+# Fragments of what provenance.py looks for, repeated and nested to stress its bounds
+FRAGMENTS = ["Steps: 1, Sampler: x", '"class_type"', '{"nodes": [', "Job ID: ", "NovelAI", "<x:xmpmeta>",
+             "DigitalSourceType", "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia", "[{", "c2pa",
+             "jumb", "\x00"]
+
+
+@st.composite
+def metadata_text(draw) -> str:
+    if draw(st.booleans()):
+        return draw(st.text(max_size=2000))
+    return "".join(draw(st.sampled_from(FRAGMENTS)) * draw(st.integers(1, 3000)) for _ in range(draw(st.integers(1, 4))))
+
+
+@st.composite
+def with_metadata(draw) -> bytes:
+    """A small image whose metadata (PNG text, XMP, EXIF UserComment and Software) is fuzzed."""
+    img = Image.new("RGB", (draw(st.integers(1, 80)), draw(st.integers(1, 80))), (120, 30, 200))
+    buf = io.BytesIO()
+    fmt = draw(st.sampled_from(["PNG", "JPEG", "WEBP"]))
+    exif = Image.Exif()
+    exif[0x0131] = draw(metadata_text())[:1000]
+    exif.get_ifd(0x8769)[0x9286] = draw(st.sampled_from([b"UNICODE\0", b"ASCII\0\0\0", b""])) + \
+        draw(metadata_text()).encode("utf-8", "replace")[:30000]
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        for _ in range(draw(st.integers(0, 4))):
+            info.add_itxt(draw(st.sampled_from(META_KEYS)), draw(metadata_text()), zip=draw(st.booleans()))
+        img.save(buf, "PNG", pnginfo=info, exif=exif.tobytes())
+    else:
+        img.save(buf, fmt, exif=exif.tobytes(), xmp=draw(metadata_text()).encode("utf-8", "replace")[:60000])
+    return buf.getvalue()
 
 
 FILES = st.one_of(st.binary(max_size=4096), mutated())
@@ -64,6 +101,12 @@ def test_fuzz_raw_multipart_bodies(gateway_url, body, boundary):
     resp = requests.post(gateway_url + "/v1/predict", data=body, timeout=30,
                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     check(resp)
+
+
+@FUZZ
+@given(raw=st.one_of(with_metadata(), with_metadata().map(lambda b: b[: len(b) // 2] + b"c2pajumb" + b[len(b) // 2:])))
+def test_fuzz_metadata(gateway_url, raw):
+    check(requests.post(gateway_url + "/v1/predict", files={"image": ("meta.img", raw)}, timeout=30))
 
 
 def test_gateway_healthy_after_fuzzing(gateway_url):
