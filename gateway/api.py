@@ -121,8 +121,10 @@ def models():
     except Exception as exc:  # noqa: BLE001 - any failure means "not known to be ready"
         ready, reason = {m: False for m in triton.models}, str(exc)
     rows = bench.get("models", {})
+    realworld = load_benchmark(current_app.config["RESULTS_DIR"], "realworld.json")
     body = {"models": [{"name": m, "ready": ready[m], "benchmark": rows.get(m)} for m in triton.models],
-            "ensemble": rows.get("ensemble"), "notes": bench.get("notes")}
+            "ensemble": rows.get("ensemble"), "notes": bench.get("notes"),
+            "realworld": {k: realworld.get(k) for k in ("images", "as_shipped", "other_container")} if realworld else None}
     if reason:
         body["triton_error"] = reason
     return jsonify(body)

@@ -31,9 +31,9 @@ BENCHMARK_GAUGES = {"f1": "fakelens_model_f1", "precision": "fakelens_model_prec
                     "train_seconds": "fakelens_model_train_seconds", "parameters": "fakelens_model_parameters"}
 
 
-def load_benchmark(results_dir: str | Path) -> dict:
-    """The benchmark table written by training/evaluate.py, or {} if there is none."""
-    path = Path(results_dir) / "benchmark.json"
+def load_benchmark(results_dir: str | Path, name: str = "benchmark.json") -> dict:
+    """A table written by `make evaluate` (benchmark.json, realworld.json), or {} if there is none."""
+    path = Path(results_dir) / name
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

@@ -46,6 +46,7 @@ def test_benchmark_tab_shows_the_table(page, gateway_url):
     page.goto(gateway_url + "/")
     page.click("#tab-benchmark")
     expect(page.locator("#bench-table tbody tr")).to_have_count(4, timeout=20_000)  # 3 models + ensemble
+    expect(page.locator("#realworld-table tbody tr")).to_have_count(6)  # 3 labels x 2 containers
 
 
 def test_unsure_is_shown_neutral_with_its_reason_and_the_evidence(page, gateway_url, tmp_path):

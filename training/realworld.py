@@ -118,6 +118,18 @@ def figures(rows: list[dict]) -> dict:
     return out
 
 
+def markdown_table(report: dict) -> str:
+    """The README's table, from realworld.json."""
+    lines = ["| label | images | container | REAL | FAKE | UNSURE | wrong | right (coverage) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for label in RIGHT:
+        for container in ("as_shipped", "other_container"):
+            f = report[container][label]
+            lines.append(f"| {label} | {f['images']} | {container.replace('_', ' ')} | {f['REAL']} | {f['FAKE']} | "
+                         f"{f['UNSURE']} | {f['wrong']} ({f['wrong_rate']:.0%}) | {f['right']} ({f['coverage']:.0%}) |")
+    return "\n".join(lines) + "\n"
+
+
 def reliability_plot(rows: list[dict], path: Path, bins: int = 10) -> None:
     """Predicted P(FAKE) of the thumbnail against the fraction that is AI-generated, dev set vs the diagonal."""
     scored = [r for r in rows if r.get("prob_fake") is not None]
@@ -167,6 +179,7 @@ def evaluate(folder: Path, repository: Path, results: Path) -> dict:
                         "size": a.get("size"), "error": a.get("error")} for a, b in zip(*per_file)]
     results.mkdir(parents=True, exist_ok=True)
     (results / "realworld.json").write_text(json.dumps(report, indent=2) + "\n")
+    (results / "realworld.md").write_text(markdown_table(report))
     reliability_plot(per_file[0], results / "realworld.png")
     for container in ("as_shipped", "other_container"):
         print(f"{container}: " + "; ".join(

@@ -99,5 +99,17 @@ async function loadBenchmark() {
     tbody.appendChild(tr);
   }
   $("#bench-notes").textContent = (body.notes || []).join(" ");
+  const rw = $("#realworld-table tbody");
+  for (const [container, figures] of Object.entries(body.realworld || {})) {
+    if (container === "images" || !figures) continue;
+    for (const label of ["real_photo", "human_nonphoto", "ai_generated"]) {
+      const f = figures[label];
+      const tr = document.createElement("tr");
+      [label, container.replace("_", " "), f.images, f.REAL, f.FAKE, f.UNSURE, pct(f.wrong_rate), pct(f.coverage)]
+        .forEach((c) => { const td = document.createElement("td"); td.textContent = c; tr.appendChild(td); });
+      rw.appendChild(tr);
+    }
+  }
+  $("#realworld").hidden = !body.realworld;
   benchLoaded = true;
 }
