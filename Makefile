@@ -28,11 +28,11 @@ endef
 deps: $(VENV)/.deps  ## Python packages into .venv
 
 up: deps  ## the embedded stack: tritonserver + gateway + prometheus on this machine (Ctrl-C stops it)
-	$(call apt_install,prometheus)
+	$(call apt_install,prometheus nginx)
 	$(PY) -m stack.launch
 
 test: deps  ## every test, starting the real processes on free loopback ports
-	$(call apt_install,prometheus chromium docker-compose)
+	$(call apt_install,prometheus nginx chromium docker-compose)
 	$(PY) -m pytest -q tests
 
 train: deps  ## all three models (MODEL=baseline_cnn|tuned_cnn|resnet50 for one; SET="key=value ..." overrides the recipe)

@@ -25,7 +25,7 @@ import tritonclient.http as httpclient
 
 from bench import RESULTS
 from bench.load import Level, run_level, sample_test_images
-from stack.launch import ROOT, Ports, Stack, free_ports
+from stack.launch import ROOT, UNLIMITED, Ports, Stack, free_ports
 
 CONCURRENCY = 4
 
@@ -106,7 +106,8 @@ def main() -> None:
     args = ap.parse_args()
     images = [raw for _, raw, _ in sample_test_images(500)]
     result = {"generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "concurrency": CONCURRENCY}
-    with Stack(Ports(*free_ports(5)), run_dir=ROOT / ".run" / "chaos", services=("triton", "gateway")) as stack:
+    with Stack(Ports(*free_ports(5)), run_dir=ROOT / ".run" / "chaos", services=("triton", "gateway"),
+               limits=UNLIMITED) as stack:
         url = f"http://127.0.0.1:{stack.ports.gateway}/v1/predict"
         run_level(url, images, CONCURRENCY, 3)  # warm-up
         for scenario in (model_unload, worker_kill, triton_stop):

@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench import RESULTS, inprocess
 from bench.load import run_level, sample_test_images
 from bench.procs import stack_usage
-from stack.launch import ROOT, Ports, Stack, free_ports
+from stack.launch import ROOT, UNLIMITED, Ports, Stack, free_ports
 
 MODELS = ["baseline_cnn", "tuned_cnn", "resnet50"]
 # Triton's per-model counters: requests, executions (batches) and time spent queued.
@@ -166,7 +166,7 @@ def main() -> None:
     else:
         run_dir = ROOT / ".run" / "bench"
         stack = Stack(Ports(*free_ports(5)), run_dir=run_dir, services=("triton", "gateway"), workers=args.workers,
-                      threads=args.threads, model_threads=args.model_threads).start()
+                      threads=args.threads, model_threads=args.model_threads, limits=UNLIMITED).start()
         url = f"http://127.0.0.1:{stack.ports.gateway}"
     try:
         result["stack"] = measure_levels("stack", url + "/v1/predict", images, levels, args.seconds, stack)

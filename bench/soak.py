@@ -19,7 +19,7 @@ from pathlib import Path
 from bench import RESULTS
 from bench.load import Level, run_level, sample_test_images
 from bench.procs import Usage, stack_usage
-from stack.launch import ROOT, Ports, Stack, free_ports
+from stack.launch import ROOT, UNLIMITED, Ports, Stack, free_ports
 
 
 def rss(usage: dict[str, Usage]) -> dict[str, int]:
@@ -63,7 +63,8 @@ def main() -> None:
     args = ap.parse_args()
 
     images = [raw for _, raw, _ in sample_test_images(1000)]
-    with Stack(Ports(*free_ports(5)), run_dir=ROOT / ".run" / "soak", services=("triton", "gateway")) as stack:
+    with Stack(Ports(*free_ports(5)), run_dir=ROOT / ".run" / "soak", services=("triton", "gateway"),
+               limits=UNLIMITED) as stack:
         url = f"http://127.0.0.1:{stack.ports.gateway}/v1/predict"
         print(f"warm-up {args.warmup:.0f} s ...", flush=True)
         # In windows like the soak itself, so both workers are warm before memory is first read.

@@ -5,6 +5,7 @@ import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
 from gateway import provenance
+from gateway.auth import require_key
 from gateway.errors import ApiError
 from gateway.images import BadImage, Upload, decode
 from gateway.metrics import (DEGRADED, ERRORS, IMAGES, PROVENANCE, TRITON_SECONDS, UPLOAD_BYTES, VERDICTS,
@@ -12,6 +13,7 @@ from gateway.metrics import (DEGRADED, ERRORS, IMAGES, PROVENANCE, TRITON_SECOND
 from gateway.verdict import Rule, RuleError
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
+bp.before_request(require_key)
 
 
 def _uploads() -> list:

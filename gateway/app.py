@@ -6,6 +6,7 @@ import time
 from flask import Flask, g, request
 
 from gateway import api, errors, health, pages
+from gateway.auth import load_keys
 from gateway.config import from_env
 from gateway.metrics import REQUEST_SECONDS
 from gateway.triton import Triton
@@ -18,6 +19,7 @@ def create_app(config: dict | None = None) -> Flask:
         app.config.update(config)
     app.json.sort_keys = False
     app.extensions["triton"] = Triton(app.config["TRITON_URL"], app.config["MODELS"], app.config["TRITON_TIMEOUT_S"])
+    app.extensions["api_keys"] = load_keys(app.config["API_KEYS_FILE"])
     for bp in (api.bp, health.bp, pages.bp):
         app.register_blueprint(bp)
     errors.register(app)

@@ -24,7 +24,10 @@ def error_response(status: int, reason: str, message: str, **extra):
 def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(e: ApiError):
-        return error_response(e.status, e.reason, e.message, **e.extra)
+        response, status = error_response(e.status, e.reason, e.message, **e.extra)
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="fakelens"'
+        return response, status
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException):

@@ -74,8 +74,60 @@ def test_prometheus_targets_match_compose_services(name):
         for target in job["static_configs"][0]["targets"]:
             host, port = target.split(":")
             assert host in cfg["services"], f"{target}: no service {host}"
-            published = {int(p["target"]) for p in cfg["services"][host].get("ports", [])}
-            assert int(port) in published, f"{target}: {host} does not listen on {port}"
+            svc = cfg["services"][host]
+            listening = {int(p["target"]) for p in svc.get("ports", [])} | {int(p) for p in svc.get("expose", [])}
+            assert int(port) in listening, f"{target}: {host} does not listen on {port}"
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_only_the_front_door_and_grafana_are_published(name):
+    cfg = resolved(name)
+    published = {svc: [int(p["published"]) for p in s.get("ports", [])] for svc, s in cfg["services"].items()}
+    assert {svc for svc, ports in published.items() if ports} == {"nginx", "grafana"}, published
+    assert published["nginx"] == [8080]
+    triton = cfg["services"]["triton"]["command"]
+    # Nobody can load or unload a model over Triton's API: explicit mode is off, and nothing is loaded by name.
+    assert "--model-control-mode=none" in triton and not [a for a in triton if a.startswith("--load-model")]
+    gateway = cfg["services"]["gateway"]
+    assert gateway["read_only"] is True and gateway["environment"]["FAKELENS_MAX_UPLOAD_BYTES"] == \
+        cfg["services"]["nginx"]["environment"]["FAKELENS_MAX_UPLOAD_BYTES"]
+
+
+def test_upload_limit_default_is_the_gateways():
+    from gateway.config import DEFAULTS
+
+    for name in FILES:
+        env = resolved(name)["services"]["nginx"]["environment"]
+        assert int(env["FAKELENS_MAX_UPLOAD_BYTES"]) == DEFAULTS["MAX_CONTENT_LENGTH"]
+
+
+def test_debug_override_publishes_on_loopback_only():
+    out = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "-f",
+                          str(ROOT / "docker-compose.debug.yml"), "config"], capture_output=True, text=True,
+                         env=ENV, cwd=ROOT, check=True).stdout
+    cfg = yaml.safe_load(out)
+    for svc in ("triton", "prometheus"):
+        ports = cfg["services"][svc]["ports"]
+        # docker-compose 1.29 writes a host address as "127.0.0.1:9090:9090/tcp"
+        assert ports and all((p.startswith("127.0.0.1:") if isinstance(p, str) else p.get("host_ip") == "127.0.0.1")
+                             for p in ports), (svc, ports)
+
+
+def test_proxy_template_renders_for_the_nginx_image(tmp_path):
+    """The same template the launcher renders: nginx -t accepts it once the image's envsubst has run."""
+    from stack.launch import render_proxy_config
+
+    text = render_proxy_config({"FAKELENS_LISTEN": "127.0.0.1:18080", "FAKELENS_UPSTREAM": "127.0.0.1:18081",
+                                "FAKELENS_ACCESS_LOG": str(tmp_path / "access.log"),
+                                "FAKELENS_MAX_UPLOAD_BYTES": "20971520", "FAKELENS_RATE_LIMIT": "50",
+                                "FAKELENS_RATE_BURST": "100", "FAKELENS_CONN_LIMIT": "32"})
+    (tmp_path / "fakelens.conf").write_text(text)
+    temps = "".join(f"{k}_temp_path {tmp_path / k}; " for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    (tmp_path / "nginx.conf").write_text(f"pid {tmp_path / 'nginx.pid'}; events {{}} "
+                                         f"http {{ {temps} include {tmp_path / 'fakelens.conf'}; }}")
+    r = subprocess.run([shutil.which("nginx") or "/usr/sbin/nginx", "-t", "-p", str(tmp_path), "-c",
+                        str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "error.log")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
 
 
 def test_gateway_requirements_have_no_torch():

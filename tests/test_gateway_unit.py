@@ -106,3 +106,30 @@ def test_pages_and_openapi(client):
     assert spec["openapi"].startswith("3.") and "/v1/predict" in spec["paths"]
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/results/benchmark.json").status_code == 404  # only PNGs are served from results
+
+
+def test_api_keys_guard_v1_only(tmp_path):
+    keys = tmp_path / "keys"
+    keys.write_text("# one key a line\nfirst-key-123\n\nsecond-key-456\n")
+    app = create_app({"TRITON_URL": f"127.0.0.1:{closed_port()}", "TRITON_TIMEOUT_S": 1.0,
+                      "RESULTS_DIR": str(tmp_path), "API_KEYS_FILE": str(keys)})
+    client = app.test_client()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "first-key-123"},
+                    {"Authorization": "Basic first-key-123"}):
+        resp = client.post("/v1/predict", data={"image": (io.BytesIO(png()), "a.png")},
+                           content_type="multipart/form-data", headers=headers)
+        assert resp.status_code == 401 and resp.get_json()["error"] == "unauthorized", headers
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    for key in ("first-key-123", "second-key-456"):
+        resp = client.post("/v1/predict", data={"image": (io.BytesIO(png()), "a.png")},
+                           content_type="multipart/form-data", headers={"Authorization": f"Bearer {key}"})
+        assert resp.status_code == 503  # past the key check; no Triton behind this app
+    assert client.get("/v1/models").status_code == 401
+    for open_path in ("/healthz", "/metrics", "/", "/openapi.json"):
+        assert client.get(open_path).status_code == 200, open_path
+
+
+def test_an_empty_keys_file_is_refused_at_start(tmp_path):
+    (tmp_path / "keys").write_text("# nothing yet\n")
+    with pytest.raises(ValueError, match="no key"):
+        create_app({"API_KEYS_FILE": str(tmp_path / "keys"), "RESULTS_DIR": str(tmp_path)})

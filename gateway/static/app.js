@@ -18,6 +18,12 @@ drop.addEventListener("drop", (e) => e.dataTransfer.files[0] && classify(e.dataT
 
 function pct(p) { return (100 * p).toFixed(1) + "%"; }
 
+// Optional API key (when the service requires one): kept in this browser only, sent as a Bearer token.
+const keyInput = $("#api-key");
+keyInput.value = localStorage.getItem("fakelens-api-key") || "";
+keyInput.addEventListener("change", () => localStorage.setItem("fakelens-api-key", keyInput.value.trim()));
+function auth() { return keyInput.value.trim() ? { Authorization: "Bearer " + keyInput.value.trim() } : {}; }
+
 async function classify(file) {
   const preview = $("#preview");
   preview.src = URL.createObjectURL(file);
@@ -30,7 +36,7 @@ async function classify(file) {
   form.append("image", file);
   let body;
   try {
-    const resp = await fetch("/v1/predict", { method: "POST", body: form });
+    const resp = await fetch("/v1/predict", { method: "POST", body: form, headers: auth() });
     body = await resp.json();
     if (!resp.ok) throw new Error(body.message || resp.statusText);
   } catch (err) {
@@ -85,7 +91,7 @@ function show(r) {
 let benchLoaded = false;
 async function loadBenchmark() {
   if (benchLoaded) return;
-  const body = await (await fetch("/v1/models")).json();
+  const body = await (await fetch("/v1/models", { headers: auth() })).json();
   const tbody = $("#bench-table tbody");
   const rows = body.models.map((m) => [m.name, m.ready ? "yes" : "no", m.benchmark]);
   if (body.ensemble) rows.push(["ensemble", "", body.ensemble]);
