@@ -7,7 +7,7 @@ MODEL_FLAGS := $(if $(MODEL),--model $(MODEL),)
 export FAKELENS_DATA ?= $(abspath ../shared/data)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: deps up test train finetune sweep tune evaluate export bench soak chaos fuzz push-dashboards dashboards clean
+.PHONY: deps up test k8s train finetune sweep tune evaluate export bench soak chaos fuzz push-dashboards dashboards clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -72,5 +72,10 @@ clean:
 push-dashboards: deps  ## push dashboard/grafana/dashboards to GRAFANA_URL with GRAFANA_TOKEN
 	$(PY) dashboard/push.py
 
-dashboards: deps  ## regenerate the dashboard JSON from dashboard/build_dashboards.py
+dashboards: deps  ## regenerate the dashboard JSON from dashboard/build_dashboards.py (and the k8s ConfigMaps)
 	$(PY) dashboard/build_dashboards.py
+	$(PY) deploy/k8s/generate.py
+
+k8s: deps  ## regenerate deploy/k8s/base/generated/ (dashboards, proxy config), then build both overlays
+	$(PY) deploy/k8s/generate.py
+	kubectl kustomize deploy/k8s/overlays/gpu > /dev/null && kubectl kustomize deploy/k8s/overlays/cpu > /dev/null
