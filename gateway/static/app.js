@@ -1,5 +1,6 @@
 "use strict";
 const $ = (sel) => document.querySelector(sel);
+$("#here").textContent = location.origin;
 
 // Tabs
 document.querySelectorAll(".tab").forEach((tab) => tab.addEventListener("click", () => {

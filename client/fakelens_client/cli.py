@@ -1,0 +1,145 @@
+"""`fakelens scan` and `fakelens check`: the command line of fakelens-client."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from tqdm import tqdm
+
+from fakelens_client import Client, ServiceError, Unreachable, find_images
+
+CSV_FIELDS = ["path", "verdict", "prob_fake", "decided_by", "reason", "models", "provenance", "error"]
+
+
+def done_paths(out: Path) -> set[str]:
+    """Paths already recorded in `out`; a last line cut short by an interruption is dropped from the file."""
+    if not out.exists():
+        return set()
+    if out.suffix == ".csv":
+        with open(out, newline="") as f:
+            return {row["path"] for row in csv.DictReader(f) if row.get("path")}
+    done, good_bytes = set(), 0
+    with open(out, "rb") as f:
+        for line in f:
+            try:
+                done.add(json.loads(line)["path"])
+            except (ValueError, KeyError):
+                break
+            good_bytes += len(line)
+    with open(out, "r+b") as f:
+        f.truncate(good_bytes)
+    return done
+
+
+class Writer:
+    """Appends one record per file to .jsonl or .csv and flushes each, so an interruption loses nothing written."""
+
+    def __init__(self, out: Path):
+        self.csv = out.suffix == ".csv"
+        new = not out.exists() or out.stat().st_size == 0
+        self.file = open(out, "a", newline="" if self.csv else None)
+        if self.csv:
+            self.writer = csv.DictWriter(self.file, CSV_FIELDS)
+            if new:
+                self.writer.writeheader()
+
+    def write(self, rec: dict) -> None:
+        if self.csv:
+            self.writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in rec.items()})
+        else:
+            self.file.write(json.dumps(rec) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def scan(args: argparse.Namespace, client: Client) -> int:
+    files, skipped = find_images(args.paths)
+    done = done_paths(args.out) if args.resume else set()
+    if args.out.exists() and not args.resume and args.out.stat().st_size:
+        sys.exit(f"fakelens: {args.out} exists; pass --resume to finish that scan, or choose another --out")
+    todo = [p for p in files if str(p) not in done]
+    print(f"{len(files)} images ({len(done & {str(p) for p in files})} already in {args.out}), "
+          f"{skipped} other files skipped", file=sys.stderr)
+    counts, start = Counter(), time.time()
+    writer = Writer(args.out)
+    try:
+        with tqdm(total=len(todo), unit="img", dynamic_ncols=True) as bar:
+            for rec in client.scan_files(todo, args.batch_size, args.concurrency):
+                writer.write(rec)
+                counts["error" if rec["error"] else rec["verdict"]] += 1
+                bar.update()
+    except Unreachable as exc:
+        print(f"fakelens: service unreachable: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        writer.close()
+    seconds = time.time() - start
+    scanned = sum(counts.values())
+    print(f"scanned {scanned} in {seconds:.1f} s ({scanned / max(seconds, 1e-9):.1f} images/s): "
+          + ", ".join(f"{k} {counts[k]}" for k in ("REAL", "FAKE", "UNSURE", "error") if counts[k])
+          + f"; {skipped} skipped; {client.retried} requests retried; results in {args.out}", file=sys.stderr)
+    return 0 if scanned or (files and not todo) else 1
+
+
+def check(args: argparse.Namespace, client: Client) -> int:
+    answered = 0
+    for path in args.files:
+        try:
+            result = client.predict(path)
+        except ServiceError as exc:
+            print(json.dumps({"path": path, "error": exc.body}) if args.json else f"{path}: error: {exc}")
+            continue
+        except OSError as exc:
+            print(json.dumps({"path": path, "error": str(exc)}) if args.json else f"{path}: unreadable: {exc}")
+            continue
+        answered += 1
+        if args.json:
+            print(json.dumps({"path": path, **result}))
+        elif result["verdict"] == "UNSURE":
+            print(f"{path}: UNSURE - {result['reason']}")
+        else:
+            how = (f"the file says so: {result['reason']}" if result["decided_by"] == "provenance"
+                   else f"{100 * result['confidence']:.1f}% confident")
+            print(f"{path}: {result['verdict']} ({how})")
+    return 0 if answered else 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    service = argparse.ArgumentParser(add_help=False)
+    service.add_argument("--url", default=os.environ.get("FAKELENS_URL", "http://127.0.0.1:8080"),
+                         help="the service (default: $FAKELENS_URL or http://127.0.0.1:8080)")
+    service.add_argument("--api-key", default=os.environ.get("FAKELENS_API_KEY"), help="default: $FAKELENS_API_KEY")
+    ap = argparse.ArgumentParser(prog="fakelens", description="Ask a fakelens service whether images are AI-generated.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("scan", parents=[service], help="every image below folders, in batches, one record per file")
+    s.add_argument("paths", nargs="+", type=Path)
+    s.add_argument("--out", type=Path, required=True, help="results.jsonl or results.csv")
+    s.add_argument("--resume", action="store_true", help="skip the files already in --out")
+    s.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
+    s.add_argument("--batch-size", type=int, default=16, help="images per request (default 16; the service takes 32)")
+    c = sub.add_parser("check", parents=[service], help="one line per file")
+    c.add_argument("files", nargs="+")
+    c.add_argument("--json", action="store_true", help="the service's full answer, one JSON line per file")
+    args = ap.parse_args(argv)
+    client = Client(args.url, args.api_key)
+    try:
+        code = scan(args, client) if args.command == "scan" else check(args, client)
+    except Unreachable as exc:
+        print(f"fakelens: service unreachable: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same scan with --resume to finish it", file=sys.stderr)
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
