@@ -5,8 +5,9 @@
 
 One run measures, on the same machine and the same real CIFAKE test images:
   1. the in-process ceiling (bench/inprocess.py),
-  2. the stack (gunicorn gateway -> Triton) at each concurrency level,
-  3. the seed-style server (one process, three models in a row) at the same levels,
+  2. the stack (nginx -> gunicorn gateway -> Triton) at each concurrency level, one image a request,
+  3. the stack's batch path: `fakelens scan` (client/) at its default settings over a folder,
+  4. the seed-style server (one process, three models in a row) at the same levels,
 then prints the table and writes bench/results/serving.json and serving.png.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import RESULTS, inprocess
+from fakelens_client import DEFAULT_BATCH, DEFAULT_CONCURRENCY, Client
 from bench.load import run_level, sample_test_images
 from bench.procs import stack_usage
 from stack.launch import ROOT, UNLIMITED, Ports, Stack, free_ports
@@ -52,6 +54,26 @@ def measure_levels(name: str, url: str, images: list[bytes], levels: list[int], 
         if stack:
             print(f"        {row['breakdown']}", flush=True)
     return rows
+
+
+def measure_batch_path(url: str, images: list[bytes], folder: Path) -> dict:
+    """images/s of the client's scan (default batch size and concurrency) over a folder of the test images."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i, raw in enumerate(images):
+        files.append(folder / f"{i:05d}.jpg")
+        files[-1].write_bytes(raw)
+    client = Client(url)
+    list(client.scan_files(files[:64]))  # warm-up
+    start = time.perf_counter()
+    recs = list(client.scan_files(files))
+    seconds = time.perf_counter() - start
+    row = {"images": len(recs), "errors": sum(bool(r["error"]) for r in recs), "seconds": round(seconds, 2),
+           "images_per_s": round(len(recs) / seconds, 1), "retried": client.retried,
+           "batch_size": DEFAULT_BATCH, "concurrency": DEFAULT_CONCURRENCY}
+    print(f"  batch path (fakelens scan, batch {DEFAULT_BATCH}, concurrency {DEFAULT_CONCURRENCY}): "
+          f"{row['images_per_s']} images/s, errors {row['errors']}", flush=True)
+    return row
 
 
 def snapshot(stack: Stack) -> dict:
@@ -138,7 +160,7 @@ def cpu_name() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", help="a running gateway (default: start a stack on free ports)")
-    ap.add_argument("--levels", default="1,4,16", help="concurrency levels")
+    ap.add_argument("--levels", default="1,4,16,64", help="concurrency levels")
     ap.add_argument("--seconds", type=float, default=20, help="per level")
     ap.add_argument("--images", type=int, default=1000, help="distinct CIFAKE test images to upload")
     ap.add_argument("--workers", type=int, default=2, help="gunicorn workers of the stack started here")
@@ -170,6 +192,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{stack.ports.gateway}"
     try:
         result["stack"] = measure_levels("stack", url + "/v1/predict", images, levels, args.seconds, stack)
+        result["batch"] = measure_batch_path(url, images, ROOT / ".run" / "bench-images")
     finally:
         if stack:
             stack.stop()
@@ -190,6 +213,7 @@ def summarise(result: dict, levels: list[int]) -> dict:
     at = {name: next(r for r in result[name] if r["concurrency"] == top) for name in ("stack", "seed")}
     c1 = next(r for r in result["stack"] if r["concurrency"] == min(levels))
     return {
+        "batch_path_over_ceiling": round(result["batch"]["images_per_s"] / result["ceiling"]["rps"], 3),
         f"stack_over_ceiling_c{top}": round(at["stack"]["rps"] / result["ceiling"]["rps"], 3),
         f"stack_over_seed_c{top}": round(at["stack"]["rps"] / max(at["seed"]["rps"], 1e-9), 3),
         f"stack_p50_c{min(levels)}_over_inprocess_batch1": round(c1["p50_ms"] / result["ceiling"]["batch1_p50_ms"], 2),

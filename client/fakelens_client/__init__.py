@@ -17,12 +17,13 @@ from typing import Union
 
 import requests
 
-__all__ = ["Client", "ServiceError", "Unreachable", "EXTENSIONS", "find_images"]
+__all__ = ["Client", "ServiceError", "Unreachable", "EXTENSIONS", "DEFAULT_BATCH", "DEFAULT_CONCURRENCY", "find_images"]
 
 # What the gateway decodes (gateway/images.py FORMATS), by file name
 EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".avif", ".heic", ".heif", ".gif", ".bmp", ".dib",
               ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".jp2", ".j2k", ".jpf", ".mpo"}
 RETRY_STATUSES = {429, 502, 503, 504}
+DEFAULT_BATCH, DEFAULT_CONCURRENCY = 16, 4
 Image = Union[str, os.PathLike, bytes]
 
 
@@ -96,12 +97,14 @@ class Client:
     def predict_batch(self, images: list[Image]) -> list[dict]:
         return self._post("/v1/predict/batch", [("image", _part(img)) for img in images])["results"]
 
-    def scan(self, paths: Iterable[Image], batch_size: int = 16, concurrency: int = 4) -> Iterator[dict]:
+    def scan(self, paths: Iterable[Image], batch_size: int = DEFAULT_BATCH,
+             concurrency: int = DEFAULT_CONCURRENCY) -> Iterator[dict]:
         """One record per image file below `paths`, in completion order (see `record`)."""
         files, _ = find_images(paths)
         yield from self.scan_files(files, batch_size, concurrency)
 
-    def scan_files(self, files: list[Path], batch_size: int = 16, concurrency: int = 4) -> Iterator[dict]:
+    def scan_files(self, files: list[Path], batch_size: int = DEFAULT_BATCH,
+                   concurrency: int = DEFAULT_CONCURRENCY) -> Iterator[dict]:
         batches = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
         with ThreadPoolExecutor(concurrency) as pool:
             pending = set()

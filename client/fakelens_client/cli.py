@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fakelens_client import Client, ServiceError, Unreachable, find_images
+from fakelens_client import DEFAULT_BATCH, DEFAULT_CONCURRENCY, Client, ServiceError, Unreachable, find_images
 
 CSV_FIELDS = ["path", "verdict", "prob_fake", "decided_by", "reason", "models", "provenance", "error"]
 
@@ -123,8 +123,10 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("paths", nargs="+", type=Path)
     s.add_argument("--out", type=Path, required=True, help="results.jsonl or results.csv")
     s.add_argument("--resume", action="store_true", help="skip the files already in --out")
-    s.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
-    s.add_argument("--batch-size", type=int, default=16, help="images per request (default 16; the service takes 32)")
+    s.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                   help=f"requests in flight (default {DEFAULT_CONCURRENCY})")
+    s.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
+                   help=f"images per request (default {DEFAULT_BATCH}; the service takes 32)")
     c = sub.add_parser("check", parents=[service], help="one line per file")
     c.add_argument("files", nargs="+")
     c.add_argument("--json", action="store_true", help="the service's full answer, one JSON line per file")
