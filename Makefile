@@ -7,7 +7,7 @@ MODEL_FLAGS := $(if $(MODEL),--model $(MODEL),)
 export FAKELENS_DATA ?= $(abspath ../shared/data)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: deps up test k8s train finetune sweep tune evaluate export bench soak chaos fuzz push-dashboards dashboards clean
+.PHONY: deps up check lint test k8s train finetune sweep tune evaluate export bench soak chaos fuzz push-dashboards dashboards clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -30,6 +30,13 @@ deps: $(VENV)/.deps  ## Python packages into .venv
 up: deps  ## the embedded stack: tritonserver + gateway + prometheus on this machine (Ctrl-C stops it)
 	$(call apt_install,prometheus nginx)
 	$(PY) -m stack.launch
+
+check: deps  ## the quick tier (under a minute): unit and small tests, no stack, no rescoring, no browser
+	$(PY) -m pytest -q tests/test_images.py tests/test_verdict.py tests/test_provenance.py tests/test_gateway_unit.py \
+	  tests/test_k8s.py tests/test_data.py tests/test_compose.py -k "not venv"
+
+lint: deps  ## ruff, configured in pyproject.toml
+	$(PY) -m ruff check .
 
 test: deps  ## every test, starting the real processes on free loopback ports
 	$(call apt_install,prometheus nginx chromium docker-compose)

@@ -46,7 +46,7 @@ async def _client(session: aiohttp.ClientSession, url: str, images: list[bytes],
             async with session.post(url, data=form, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 await resp.read()
                 status = resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             status = 0
         level.events.append((start - t0, status, (time.perf_counter() - start) * 1000))
 

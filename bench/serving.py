@@ -28,9 +28,9 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import RESULTS, inprocess
-from fakelens_client import DEFAULT_BATCH, DEFAULT_CONCURRENCY, Client
 from bench.load import run_level, sample_test_images
 from bench.procs import stack_usage
+from fakelens_client import DEFAULT_BATCH, DEFAULT_CONCURRENCY, Client
 from stack.launch import ROOT, UNLIMITED, Ports, Stack, free_ports
 
 MODELS = ["baseline_cnn", "tuned_cnn", "resnet50"]
@@ -118,7 +118,7 @@ def seed_levels(images: list[bytes], levels: list[int], seconds: float) -> list[
                 break
             except requests.ConnectionError:
                 if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the seed-style server did not start")
+                    raise RuntimeError("the seed-style server did not start") from None
                 time.sleep(0.3)
         return measure_levels("seed", url, images, levels, seconds)
     finally:

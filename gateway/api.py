@@ -8,8 +8,7 @@ from gateway import provenance
 from gateway.auth import require_key
 from gateway.errors import ApiError
 from gateway.images import BadImage, Upload, decode
-from gateway.metrics import (DEGRADED, ERRORS, IMAGES, PROVENANCE, TRITON_SECONDS, UPLOAD_BYTES, VERDICTS,
-                             load_benchmark)
+from gateway.metrics import DEGRADED, ERRORS, IMAGES, PROVENANCE, TRITON_SECONDS, UPLOAD_BYTES, VERDICTS, load_benchmark
 from gateway.verdict import Rule, RuleError
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
@@ -60,7 +59,7 @@ def _classify(uploads: list[tuple[Upload, dict]], endpoint: str) -> list[dict]:
         raise ApiError(503, reasons[0] if len(reasons) == 1 else "models_unavailable",
                        "no model could answer: " + "; ".join(f"{m}: {e}" for m, e in errors.items()),
                        models={m: e.reason for m, e in errors.items()})
-    for model, err in errors.items():
+    for err in errors.values():
         ERRORS.labels(err.reason).inc()
     rule = _rule(answers)
     for model, a in answers.items():

@@ -25,7 +25,7 @@ class Rule:
     max_detail_lost: float  # an upload whose 32x32 view discards more detail is outside the models' domain
 
     @classmethod
-    def from_parameters(cls, params: dict[str, dict[str, str]]) -> "Rule":
+    def from_parameters(cls, params: dict[str, dict[str, str]]) -> Rule:
         """From {model: its config.pbtxt parameters}: `ensemble_weight` each, one shared `verdict_rule` JSON."""
         missing = sorted(m for m, p in params.items() if "ensemble_weight" not in p or "verdict_rule" not in p)
         if missing:

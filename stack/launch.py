@@ -33,9 +33,8 @@ from pathlib import Path
 import requests
 import yaml
 
-from stack import twin
-
 from gateway.config import from_env as gateway_settings
+from stack import twin
 
 ROOT = Path(__file__).resolve().parent.parent
 PROXY_TEMPLATE = ROOT / "proxy" / "fakelens.conf.template"
@@ -56,7 +55,7 @@ class Ports:
     prometheus: int = 9090
 
     @classmethod
-    def from_env(cls) -> "Ports":
+    def from_env(cls) -> Ports:
         """Each port from <FIELD>_PORT in the environment (GATEWAY_PORT, TRITON_HTTP_PORT, ...)."""
         return cls(**{f.name: int(os.environ.get(f"{f.name.upper()}_PORT", f.default)) for f in fields(cls)})
 
@@ -69,7 +68,7 @@ class Limits:
     connections: int = 32
 
     @classmethod
-    def from_env(cls) -> "Limits":
+    def from_env(cls) -> Limits:
         env = {"rate": "FAKELENS_RATE_LIMIT", "burst": "FAKELENS_RATE_BURST", "connections": "FAKELENS_CONN_LIMIT"}
         return cls(**{f.name: int(os.environ.get(env[f.name], f.default)) for f in fields(cls)})
 
@@ -277,7 +276,7 @@ http {{
         return Service("prometheus", argv, f"http://127.0.0.1:{self.ports.prometheus}/-/ready")
 
     # -- lifecycle -----------------------------------------------------------
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         ports = {"triton": [self.ports.triton_http, self.ports.triton_grpc, self.ports.triton_metrics],
                  "gateway": [], "proxy": [self.ports.gateway], "prometheus": [self.ports.prometheus]}
         deadline = time.time() + PORT_WAIT_S
@@ -343,7 +342,7 @@ http {{
     def start_service(self, name: str) -> None:
         self._start(getattr(self, name)())
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -58,7 +58,7 @@ def _name(cn: str) -> x509.Name:
 @pytest.fixture(scope="module")
 def signer_info() -> c2pa.C2paSignerInfo:
     """A CA and a signing certificate made here: valid signatures, on no trust list."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     usage = dict(content_commitment=False, key_encipherment=False, data_encipherment=False, key_agreement=False,
                  encipher_only=False, decipher_only=False)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())

@@ -43,7 +43,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
-    def take(self, idx: np.ndarray) -> "Split":
+    def take(self, idx: np.ndarray) -> Split:
         return Split(self.x[idx], self.y[idx], self.names[idx])
 
 

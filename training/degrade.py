@@ -12,7 +12,7 @@ see, exactly as the gateway makes them (gateway.images).
 from __future__ import annotations
 
 import io
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
@@ -117,7 +117,7 @@ def random_degradation(rng: np.random.Generator) -> Degrade:
     return upscale(rng.uniform(1.2, 4), [Image.BILINEAR, Image.BICUBIC, Image.LANCZOS][rng.integers(3)])
 
 
-def served_pixels(out: "Image.Image | bytes") -> np.ndarray:
+def served_pixels(out: Image.Image | bytes) -> np.ndarray:
     """What the models see of a degraded image: re-encoded bytes decoded, any size thumbnailed."""
     img = Image.open(io.BytesIO(out)).convert("RGB") if isinstance(out, bytes) else out.convert("RGB")
     return model_view(img)

@@ -32,7 +32,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def upload_bytes(out: "Image.Image | bytes") -> bytes:
+def upload_bytes(out: Image.Image | bytes) -> bytes:
     if isinstance(out, bytes):
         return out
     buf = io.BytesIO()

@@ -12,7 +12,6 @@ The gateway reads the result from Triton (gateway/verdict.py `Rule.from_paramete
 """
 from __future__ import annotations
 
-
 import json
 from pathlib import Path
 
