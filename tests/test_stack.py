@@ -155,3 +155,21 @@ def test_bench_breakdown_accounts_for_every_model_and_process(stack, gateway_url
     for role in ("gunicorn", *(f"stub {m}" for m in MODELS)):
         assert b["cpu_ms_per_request"][role] > 0, (role, b)
     assert b["cpu_ms_per_request_total"] == pytest.approx(sum(b["cpu_ms_per_request"].values()), abs=0.1)
+
+
+def test_verdicts_need_nothing_from_training_results(stack, gateway_url, tmp_path):
+    """The verdict rule comes from the model repository through Triton: a gateway with no
+    training/results at all answers 200 test images exactly as the running one does."""
+    from gateway.app import create_app
+
+    bare = create_app({"TRITON_URL": f"127.0.0.1:{stack.ports.triton_grpc}",
+                       "RESULTS_DIR": str(tmp_path / "no-such-folder")}).test_client()
+    images = sample_test_images(200)
+    for start in range(0, len(images), 25):
+        chunk = [(n.replace("/", "_"), raw) for n, raw, _ in images[start:start + 25]]
+        served = post(gateway_url, chunk, "/v1/predict/batch").json()["results"]
+        alone = bare.post("/v1/predict/batch", content_type="multipart/form-data",
+                          data={"image": [(io.BytesIO(raw), n) for n, raw in chunk]}).get_json()["results"]
+        assert [r["verdict"] for r in alone] == [r["verdict"] for r in served]
+        assert [r["prob_fake"] for r in alone] == pytest.approx([r["prob_fake"] for r in served], abs=1e-5)
+    assert bare.get("/v1/models").get_json()["ensemble"] is None  # nothing to show, nothing needed
