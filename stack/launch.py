@@ -73,7 +73,7 @@ class Limits:
         return cls(**{f.name: int(os.environ.get(env[f.name], f.default)) for f in fields(cls)})
 
 
-UNLIMITED = Limits(rate=1_000_000, burst=1_000_000, connections=100_000)  # benchmarks from one address
+UNLIMITED = Limits(rate=1_000_000, burst=1_000_000, connections=65_000)  # benchmarks from one address (nginx: < 65536)
 
 
 def free_ports(n: int) -> list[int]:
