@@ -151,3 +151,20 @@ def test_benchmark_table_agrees_with_an_independent_evaluation():
         print(f"{name}: independent F1 {f1:.4f}, table {table[name]['f1']:.4f}")
         assert abs(f1 - table[name]["f1"]) <= 0.002
         assert abs((pred == y).mean() - table[name]["accuracy"]) <= 0.002
+
+
+def test_smoke_repository_gets_a_verdict_rule(smoke):
+    """A one-model repository is servable too: evaluate writes its rule (weight 1)."""
+    from training import rule
+
+    tmp, *_ = smoke
+    assert rule.load(tmp / "repo").weights == {"baseline_cnn": 1.0}
+
+
+def test_a_quick_evaluation_cannot_overwrite_the_committed_results():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "training.evaluate", "--limit", "8"], cwd=ROOT, capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "--limit needs --results" in r.stderr
