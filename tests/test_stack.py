@@ -173,3 +173,16 @@ def test_verdicts_need_nothing_from_training_results(stack, gateway_url, tmp_pat
         assert [r["verdict"] for r in alone] == [r["verdict"] for r in served]
         assert [r["prob_fake"] for r in alone] == pytest.approx([r["prob_fake"] for r in served], abs=1e-5)
     assert bare.get("/v1/models").get_json()["ensemble"] is None  # nothing to show, nothing needed
+
+
+@pytest.mark.parametrize("fmt", ["AVIF", "HEIF"])
+def test_phone_formats_are_answered(gateway_url, cifake_samples, fmt):
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()  # Pillow writes AVIF itself; HEIF through pillow-heif
+    img = Image.open(io.BytesIO(cifake_samples[0][1])).convert("RGB").resize((480, 360))
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    resp = post(gateway_url, [(f"phone.{fmt.lower()}", buf.getvalue())])
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["thumbnail"]["width"] == 480 and resp.json()["verdict"] in ("REAL", "FAKE", "UNSURE")
