@@ -32,13 +32,14 @@ def _read(files: list) -> list[tuple[Upload, dict]]:
     for i, f in enumerate(files):
         raw = f.read()
         UPLOAD_BYTES.observe(len(raw))
+        evidence = provenance.read(raw)  # from the bytes as uploaded, before any decoding or resizing
         try:
             upload = decode(raw, max_pixels)
         except BadImage as exc:
             where = f"image {i + 1} ({f.filename!r})" if len(files) > 1 else f"{f.filename or 'the upload'!r}"
             status = 413 if exc.reason == "too_many_pixels" else 400
             raise ApiError(status, exc.reason, f"{where}: {exc}", item=i) from None
-        out.append((upload, provenance.read(raw)))
+        out.append((upload, evidence))
     return out
 
 
