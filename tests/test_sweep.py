@@ -27,7 +27,7 @@ def test_sweep_keeps_the_best_finished_variant_and_stops_the_rest(tmp_path, monk
 
     installed = json.loads((tmp_path / "results" / "baseline_cnn" / "train.json").read_text())
     assert installed == best
-    final = torch.load(tmp_path / "runs" / "baseline_cnn" / "final.pt", weights_only=False)
+    final = torch.load(tmp_path / "runs" / "baseline_cnn" / "final.pt", weights_only=True)
     assert final["temperature"] == best["temperature"]
     logs = sorted(p.name for p in (tmp_path / "results" / "baseline_cnn" / "sweep").glob("*.jsonl"))
     assert logs == ["epochs1.jsonl", "epochs100000.jsonl", "epochs30_seed1.jsonl"]

@@ -48,6 +48,13 @@ def test_export_parity_within_tolerance(smoke):
     assert smoke[3] <= export.PARITY_TOLERANCE
 
 
+def test_final_weights_load_without_the_training_code(smoke):
+    """final.pt holds tensors and numbers, not pickled modules tied to the code's layout."""
+    final = torch.load(smoke[0] / "runs" / "baseline_cnn" / "final.pt", weights_only=True)
+    assert set(final) == {"state_dict", "temperature", "flip_tta"}
+    assert all(isinstance(v, torch.Tensor) for v in final["state_dict"].values())
+
+
 def test_resume_continues_from_checkpoint(smoke, capsys):
     tmp, ds, *_ = smoke
     # Same recipe as the checkpoint: training resumes after its last epoch, which here is the end.

@@ -55,8 +55,10 @@ def parity_inputs(n: int = 32) -> torch.Tensor:
 
 def export(name: str, workdir: Path = RUNS, repository: Path = REPOSITORY) -> float:
     """Trace <workdir>/<name>/final.pt into <repository>/<name>/1/model.pt. Returns the parity error."""
-    final = torch.load(workdir / name / "final.pt", map_location="cpu", weights_only=False)
-    model = Servable(final["net"], final["temperature"], final["flip_tta"]).eval()
+    final = torch.load(workdir / name / "final.pt", map_location="cpu", weights_only=True)
+    net = MODELS[name].build()
+    net.load_state_dict(final["state_dict"])
+    model = Servable(net, final["temperature"], final["flip_tta"]).eval()
     example = parity_inputs()
     with torch.no_grad():
         traced = torch.jit.trace(model, example[:4])

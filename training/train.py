@@ -81,7 +81,9 @@ def train_one(name: str, ds: data.Cifake, device: torch.device, workdir: Path, r
     flip_tta = nll(views[True], ds.val.y, temps[True]) < nll(views[False], ds.val.y, temps[False])
     logits, temperature = views[flip_tta], temps[flip_tta]
     net.cpu().eval()
-    torch.save({"net": net, "temperature": temperature, "flip_tta": flip_tta}, run_dir / "final.pt")
+    # Weights and the serving recipe, not the pickled module: export rebuilds the net from training.models.
+    torch.save({"state_dict": net.state_dict(), "temperature": temperature, "flip_tta": flip_tta},
+               run_dir / "final.pt")
     summary = {
         "model": name,
         "recipe": dataclasses.asdict(recipe),
