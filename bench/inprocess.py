@@ -20,8 +20,10 @@ from gateway.images import to_pixels
 MAX_PIXELS = DEFAULTS["MAX_PIXELS"]
 
 
-def load_models(repository: Path, names: list[str]) -> dict[str, torch.jit.ScriptModule]:
-    return {n: torch.jit.load(str(repository / n / "1" / "model.pt"), map_location="cpu").eval() for n in names}
+def load_models(repository: Path) -> dict[str, torch.jit.ScriptModule]:
+    """Every model of the repository (each <name>/config.pbtxt), as Triton would load it."""
+    return {p.parent.name: torch.jit.load(str(p.parent / "1" / "model.pt"), map_location="cpu").eval()
+            for p in sorted(repository.glob("*/config.pbtxt"))}
 
 
 def classify(models: dict, raws: list[bytes]) -> np.ndarray:
@@ -73,14 +75,13 @@ def seed_app(models: dict):
 def main() -> None:
     ap = argparse.ArgumentParser(description="Serve the models the seed's way (used by bench.serving).")
     ap.add_argument("--repository", type=Path, required=True)
-    ap.add_argument("--models", required=True, help="comma-separated model names")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from werkzeug.serving import run_simple
 
-    app = seed_app(load_models(args.repository, args.models.split(",")))
+    app = seed_app(load_models(args.repository))
     run_simple("127.0.0.1", args.port, app, threaded=True)
 
 

@@ -33,7 +33,6 @@ from bench.procs import stack_usage
 from fakelens_client import DEFAULT_BATCH, DEFAULT_CONCURRENCY, Client
 from stack.launch import ROOT, UNLIMITED, Ports, Stack, free_ports
 
-MODELS = ["baseline_cnn", "tuned_cnn", "resnet50"]
 # Triton's per-model counters: requests, executions (batches) and time spent queued.
 TRITON_COUNTERS = {"nv_inference_count", "nv_inference_exec_count", "nv_inference_queue_duration_us"}
 
@@ -107,7 +106,7 @@ def breakdown(before: dict, after: dict, requests_ok: int) -> dict:
 def seed_levels(images: list[bytes], levels: list[int], seconds: float) -> list[dict]:
     port = free_ports(1)[0]
     proc = subprocess.Popen([sys.executable, "-m", "bench.inprocess", "--repository", str(ROOT / "model_repository"),
-                             "--models", ",".join(MODELS), "--port", str(port)], cwd=ROOT,
+                             "--port", str(port)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}/predict"
@@ -179,7 +178,7 @@ def main() -> None:
                                "torch_threads_per_model": args.model_threads, "transport": "gRPC"}}
     if not args.only_stack:
         print(f"in-process ceiling ({len(images)} images) ...", flush=True)
-        result["ceiling"] = inprocess.ceiling(inprocess.load_models(ROOT / "model_repository", MODELS), images)
+        result["ceiling"] = inprocess.ceiling(inprocess.load_models(ROOT / "model_repository"), images)
         print(f"  {result['ceiling']}", flush=True)
 
     stack = None

@@ -9,6 +9,7 @@ from gateway.auth import require_key
 from gateway.errors import ApiError
 from gateway.images import BadImage, Upload, decode
 from gateway.metrics import DEGRADED, ERRORS, IMAGES, PROVENANCE, TRITON_SECONDS, UPLOAD_BYTES, VERDICTS, load_benchmark
+from gateway.triton import ModelError, get_triton
 from gateway.verdict import Rule, RuleError
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
@@ -44,17 +45,20 @@ def _read(files: list) -> list[tuple[Upload, dict]]:
 
 
 def _rule(answers: dict) -> Rule:
-    triton = current_app.extensions["triton"]
+    triton = get_triton()
     try:
         return Rule.from_parameters({m: triton.contract(m).parameters for m in answers})
     except RuleError as exc:
         raise ApiError(503, "no_verdict_rule", str(exc)) from None
 
 
-def _classify(uploads: list[tuple[Upload, dict]], endpoint: str) -> list[dict]:
+def _results(uploads: list[tuple[Upload, dict]], endpoint: str) -> list[dict]:
     """One result per upload: every model's view of its 32x32 thumbnail, the provenance, and the verdict."""
     pixels = np.stack([u.pixels for u, _ in uploads])
-    answers, errors = current_app.extensions["triton"].fan_out(pixels)
+    try:
+        answers, errors = get_triton().fan_out(pixels)
+    except ModelError as exc:  # Triton could not even list its models
+        raise ApiError(503, exc.reason, f"no model could answer: {exc}") from None
     if not answers:
         reasons = sorted({e.reason for e in errors.values()})
         raise ApiError(503, reasons[0] if len(reasons) == 1 else "models_unavailable",
@@ -97,7 +101,7 @@ def predict():
     files = _uploads()
     if len(files) > 1:
         raise ApiError(400, "too_many_images", "send one 'image' here; use /v1/predict/batch for several")
-    result = _classify(_read(files), "predict")[0]
+    result = _results(_read(files), "predict")[0]
     result["filename"] = files[0].filename
     return jsonify(result)
 
@@ -108,7 +112,7 @@ def predict_batch():
     limit = current_app.config["MAX_BATCH_ITEMS"]
     if len(files) > limit:
         raise ApiError(400, "too_many_images", f"{len(files)} images in one batch; the limit is {limit}")
-    results = _classify(_read(files), "batch")
+    results = _results(_read(files), "batch")
     for f, r in zip(files, results):
         r["filename"] = f.filename
     return jsonify({"count": len(results), "results": results})
@@ -116,15 +120,16 @@ def predict_batch():
 
 @bp.get("/models")
 def models():
-    triton = current_app.extensions["triton"]
     bench = load_benchmark(current_app.config["RESULTS_DIR"])
     try:
-        ready, reason = triton.readiness(), None
-    except Exception as exc:  # noqa: BLE001 - any failure means "not known to be ready"
-        ready, reason = {m: False for m in triton.models}, str(exc)
-    rows = bench.get("models", {})
+        ready, reason = get_triton().readiness(), None
+    except ModelError as exc:
+        ready, reason = {}, str(exc)
+    rows = {m: r for m, r in bench.get("models", {}).items() if m != "ensemble"}
     realworld = load_benchmark(current_app.config["RESULTS_DIR"], "realworld.json")
-    body = {"models": [{"name": m, "ready": ready[m], "benchmark": rows.get(m)} for m in triton.models],
+    # What Triton serves, and what the benchmark measured even while Triton is unreachable.
+    names = list(ready) + sorted(set(rows) - set(ready))
+    body = {"models": [{"name": m, "ready": ready.get(m, False), "benchmark": rows.get(m)} for m in names],
             "ensemble": rows.get("ensemble"), "notes": bench.get("notes"),
             "realworld": {k: realworld.get(k) for k in ("images", "as_shipped", "other_container")} if realworld else None}
     if reason:

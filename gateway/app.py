@@ -18,7 +18,7 @@ def create_app(config: dict | None = None) -> Flask:
     if config:
         app.config.update(config)
     app.json.sort_keys = False
-    app.extensions["triton"] = Triton(app.config["TRITON_URL"], app.config["MODELS"], app.config["TRITON_TIMEOUT_S"])
+    app.extensions["triton"] = Triton(app.config["TRITON_URL"], app.config["TRITON_TIMEOUT_S"])
     app.extensions["api_keys"] = load_keys(app.config["API_KEYS_FILE"])
     for bp in (api.bp, health.bp, pages.bp):
         app.register_blueprint(bp)

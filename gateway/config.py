@@ -11,7 +11,6 @@ DEFAULTS = {
     # 2.8-4.1 ms, resnet50 15.9-19.3 ms, both); gRPC wins on per-call deadlines, a thread-safe
     # client and control over reconnect back-off.
     "TRITON_URL": "127.0.0.1:8001",
-    "MODELS": ["baseline_cnn", "tuned_cnn", "resnet50"],
     "TRITON_TIMEOUT_S": 5.0,  # per model call; a slower model is reported missing, not waited for
     "MAX_CONTENT_LENGTH": 20 * 1024 * 1024,  # bytes per request (Flask answers 413 beyond)
     "MAX_PIXELS": 50_000_000,  # width x height of one upload; bigger is a decompression bomb
@@ -23,7 +22,6 @@ DEFAULTS = {
 # Environment variable -> (setting, parser)
 ENV = {
     "FAKELENS_TRITON_URL": ("TRITON_URL", str),
-    "FAKELENS_MODELS": ("MODELS", lambda v: [m.strip() for m in v.split(",") if m.strip()]),
     "FAKELENS_TRITON_TIMEOUT_S": ("TRITON_TIMEOUT_S", float),
     "FAKELENS_MAX_UPLOAD_BYTES": ("MAX_CONTENT_LENGTH", int),
     "FAKELENS_MAX_PIXELS": ("MAX_PIXELS", int),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import tritonclient.grpc as grpcclient
+from flask import current_app
 from tritonclient.utils import InferenceServerException
 
 # Retry a lost connection within a second rather than gRPC's default back-off
@@ -45,7 +46,7 @@ class Answer:
     version: str  # the model version Triton ran
 
 
-def _classify(exc: InferenceServerException) -> ModelError:
+def _model_error(exc: InferenceServerException) -> ModelError:
     status = str(exc.status() or "")
     if "DEADLINE_EXCEEDED" in status:
         return ModelError("timeout", f"no answer within the timeout ({exc.message()})")
@@ -55,14 +56,21 @@ def _classify(exc: InferenceServerException) -> ModelError:
 
 
 class Triton:
-    """One per gateway process; safe to share between request threads."""
+    """One per gateway process; safe to share between request threads.
 
-    def __init__(self, url: str, models: list[str], timeout: float):
-        self.url, self.models, self.timeout = url, list(models), timeout
+    The models are those in Triton's repository index: the model repository is the one
+    place that lists them. The index and each model's contract are cached, and forgotten
+    when Triton is unreachable (a restarted Triton may serve other models or versions).
+    """
+
+    def __init__(self, url: str, timeout: float):
+        self.url, self.timeout = url, timeout
         self._client: grpcclient.InferenceServerClient | None = None
+        self._models: list[str] | None = None
         self._contracts: dict[str, Contract] = {}
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=4 * len(self.models), thread_name_prefix="triton")
+        # Shared by the request threads: room for a few fan-outs of a few models at once.
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="triton")
 
     @property
     def client(self) -> grpcclient.InferenceServerClient:
@@ -75,22 +83,39 @@ class Triton:
         try:
             return getattr(self.client, method)(*args, client_timeout=self.timeout, **kwargs)
         except InferenceServerException as exc:
-            err = _classify(exc)
+            err = _model_error(exc)
             if err.reason == "triton_unavailable":
-                self._contracts.clear()  # a restarted Triton may serve other versions
+                with self._lock:
+                    self._models = None
+                    self._contracts.clear()
             raise err from None
 
+    @property
+    def models(self) -> list[str]:
+        """The model names in Triton's repository index, loaded or not; raises ModelError when unreachable."""
+        with self._lock:
+            if self._models is not None:
+                return self._models
+        index = self._call("get_model_repository_index", as_json=True).get("models", [])
+        names = sorted({m["name"] for m in index})
+        with self._lock:
+            self._models = names
+        return names
+
     def contract(self, model: str) -> Contract:
-        if model not in self._contracts:
-            meta = self._call("get_model_metadata", model, as_json=True)
-            cfg = self._call("get_model_config", model, as_json=True)["config"]
-            params = {k: v.get("string_value", "") for k, v in cfg.get("parameters", {}).items()}
-            classes = params.get("classes", "REAL,FAKE").split(",")
-            inp, out = meta["inputs"][0], meta["outputs"][0]
-            self._contracts[model] = Contract(inp["name"], inp["datatype"], tuple(int(d) for d in inp["shape"][1:]),
-                                              out["name"], classes.index("FAKE"), int(cfg.get("max_batch_size", 1)),
-                                              params)
-        return self._contracts[model]
+        with self._lock:
+            if model in self._contracts:
+                return self._contracts[model]
+        meta = self._call("get_model_metadata", model, as_json=True)
+        cfg = self._call("get_model_config", model, as_json=True)["config"]
+        params = {k: v.get("string_value", "") for k, v in cfg.get("parameters", {}).items()}
+        classes = params.get("classes", "REAL,FAKE").split(",")
+        inp, out = meta["inputs"][0], meta["outputs"][0]
+        c = Contract(inp["name"], inp["datatype"], tuple(int(d) for d in inp["shape"][1:]),
+                     out["name"], classes.index("FAKE"), int(cfg.get("max_batch_size", 1)), params)
+        with self._lock:
+            self._contracts[model] = c
+        return c
 
     def p_fake(self, model: str, pixels: np.ndarray) -> tuple[np.ndarray, str]:
         """(P(FAKE) for each image of a uint8 [N, 32, 32, 3] batch, the model version that answered),
@@ -115,7 +140,7 @@ class Triton:
             p, version = self.p_fake(model, pixels)
             return Answer(p, (time.perf_counter() - start) * 1000, version)
 
-        futures = {m: self._pool.submit(timed, m) for m in self.models}
+        futures = {m: self._pool.submit(timed, m) for m in self.models}  # raises ModelError if Triton is unreachable
         # Metadata + inference are each bounded by the timeout; this bounds the whole wait.
         wait(futures.values(), timeout=3 * self.timeout + 1)
         answers, errors = {}, {}
@@ -139,3 +164,8 @@ class Triton:
         if not self._call("is_server_live"):
             raise ModelError("triton_unavailable", "Triton is up but not live")
         return {m: bool(self._call("is_model_ready", m)) for m in self.models}
+
+
+def get_triton() -> Triton:
+    """The app's Triton client (one per process, made by create_app)."""
+    return current_app.extensions["triton"]

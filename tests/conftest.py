@@ -24,9 +24,9 @@ def cifake_samples() -> list[tuple[str, bytes, int]]:
     return sample_test_images(40)
 
 
-def start_stack(tmp: Path, services=("triton", "gateway", "prometheus")) -> Stack:
+def start_stack(tmp: Path, services=("triton", "gateway", "prometheus"), repository: Path = ROOT / "model_repository") -> Stack:
     ports = Ports(*free_ports(5))
-    return Stack(ports, run_dir=tmp, services=services, workers=2, threads=4).start()
+    return Stack(ports, run_dir=tmp, repository=repository, services=services, workers=2, threads=4).start()
 
 
 @pytest.fixture(scope="session")

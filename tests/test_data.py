@@ -61,3 +61,11 @@ def test_member_outside_classes_is_rejected(tmp_path):
         z.writestr("OTHER/x.jpg", b"")
     with pytest.raises(data.DataError, match="outside REAL/ and FAKE/"):
         data.decode_archive(tmp_path / "cifake-train.zip")
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_tiny_limits_keep_both_splits_and_never_cache_as_the_full_archive(tmp_path, limit):
+    ds = data.load(limit=limit, cache_dir=tmp_path, with_test=True)
+    assert len(ds.test) == 2 and set(ds.test.y) == {0, 1}  # one of each class, never an empty test split
+    assert len(ds.train) + len(ds.val) == 2
+    assert not [p.name for p in tmp_path.glob("*-all.npz")]  # the full archives' cache keys stay untouched

@@ -1,4 +1,8 @@
-"""Faults on a stack of its own: a model unloaded, Triton stopped and started again."""
+"""Faults on a stack of its own: a model unloaded, Triton stopped and started again.
+
+Its repository holds two of the three models, so these tests also show that the gateway
+serves the models Triton's repository holds, from no list of its own.
+"""
 from __future__ import annotations
 
 import time
@@ -8,12 +12,18 @@ import requests
 import tritonclient.http as httpclient
 
 from gateway.triton import CHANNEL_ARGS
-from tests.conftest import start_stack
+from tests.conftest import ROOT, start_stack
+
+SERVED = ("baseline_cnn", "tuned_cnn")
 
 
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory):
-    s = start_stack(tmp_path_factory.mktemp("faults"), services=("triton", "gateway"))
+    tmp = tmp_path_factory.mktemp("faults")
+    for name in SERVED:
+        (tmp / "repository" / name).parent.mkdir(exist_ok=True)
+        (tmp / "repository" / name).symlink_to(ROOT / "model_repository" / name)
+    s = start_stack(tmp, services=("triton", "gateway"), repository=tmp / "repository")
     yield s
     s.stop()
 
@@ -26,19 +36,20 @@ def predict(stack, raw: bytes) -> requests.Response:
 def test_unloaded_model_gives_a_degraded_answer(faulty, cifake_samples):
     raw = cifake_samples[0][1]
     triton = httpclient.InferenceServerClient(f"127.0.0.1:{faulty.ports.triton_http}")
-    triton.unload_model("resnet50")
+    assert set(predict(faulty, raw).json()["models"]) == set(SERVED)
+    triton.unload_model("tuned_cnn")
     try:
         resp = predict(faulty, raw)
         assert resp.status_code == 200, resp.text
         body = resp.json()
-        assert body["degraded"] is True and body["missing"] == ["resnet50"]
-        assert set(body["models"]) == {"baseline_cnn", "tuned_cnn"}
+        assert body["degraded"] is True and body["missing"] == ["tuned_cnn"]
+        assert set(body["models"]) == {"baseline_cnn"}
         ready = requests.get(f"http://127.0.0.1:{faulty.ports.gateway}/readyz", timeout=5)
-        assert ready.status_code == 503 and "resnet50" in ready.json()["reason"]
+        assert ready.status_code == 503 and "tuned_cnn" in ready.json()["reason"]
     finally:
-        triton.load_model("resnet50")
+        triton.load_model("tuned_cnn")
     body = predict(faulty, raw).json()
-    assert body["degraded"] is False and len(body["models"]) == 3
+    assert body["degraded"] is False and set(body["models"]) == set(SERVED)
 
 
 def test_triton_down_is_a_quick_503_and_the_gateway_recovers(faulty, cifake_samples):

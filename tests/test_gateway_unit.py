@@ -8,12 +8,14 @@ from __future__ import annotations
 import io
 import json
 import socket
+import threading
 import time
 
 import pytest
 from PIL import Image
 
 from gateway.app import create_app
+from gateway.triton import ModelError, Triton
 
 
 def closed_port() -> int:
@@ -133,3 +135,43 @@ def test_an_empty_keys_file_is_refused_at_start(tmp_path):
     (tmp_path / "keys").write_text("# nothing yet\n")
     with pytest.raises(ValueError, match="no key"):
         create_app({"API_KEYS_FILE": str(tmp_path / "keys"), "RESULTS_DIR": str(tmp_path)})
+
+
+def test_contract_cache_is_safe_while_a_lost_connection_clears_it():
+    """A request thread reads a cached contract while another finds Triton gone and forgets them all."""
+    from tritonclient.utils import InferenceServerException
+
+    class GoneAfterLoad:  # stands in for the gRPC client: contracts were read, then Triton went away
+        def get_model_metadata(self, model, **_):
+            return {"inputs": [{"name": "INPUT__0", "datatype": "UINT8", "shape": [-1, 32, 32, 3]}],
+                    "outputs": [{"name": "OUTPUT__0"}]}
+
+        def get_model_config(self, model, **_):
+            return {"config": {"max_batch_size": 8}}
+
+        def is_server_live(self, **_):
+            raise InferenceServerException("connection refused", status="StatusCode.UNAVAILABLE")
+
+    class SlowLookup(dict):  # widens the gap between "is it cached?" and "use it" so the race shows at once
+        def __contains__(self, key):
+            found = super().__contains__(key)
+            time.sleep(0.002)
+            return found
+
+    triton = Triton("127.0.0.1:1", 1.0)
+    triton._client, triton._contracts = GoneAfterLoad(), SlowLookup()
+    stop = threading.Event()
+
+    def lose_connection():
+        while not stop.is_set():
+            with pytest.raises(ModelError):
+                triton.readiness()
+
+    other = threading.Thread(target=lose_connection)
+    other.start()
+    try:
+        for _ in range(100):
+            assert triton.contract("m").max_batch_size == 8
+    finally:
+        stop.set()
+        other.join()

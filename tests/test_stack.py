@@ -13,7 +13,7 @@ from bench.load import sample_test_images
 from tests.conftest import ROOT, png_bytes
 from training import rule
 
-MODELS = ("baseline_cnn", "tuned_cnn", "resnet50")
+MODELS = sorted(p.parent.name for p in (ROOT / "model_repository").glob("*/config.pbtxt"))  # what Triton serves
 RULE = rule.load(ROOT / "model_repository")
 
 

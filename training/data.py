@@ -58,7 +58,7 @@ def decode_archive(path: Path, limit: int | None = None) -> tuple[Split, np.ndar
     with archive:
         members = [m for m in archive.namelist() if not m.endswith("/")]
         if limit is not None:  # a stratified few for quick runs: both classes, evenly
-            per_class = [[m for m in members if m.startswith(c + "/")][: limit // 2] for c in CLASSES]
+            per_class = [[m for m in members if m.startswith(c + "/")][: max(1, limit // 2)] for c in CLASSES]
             members = per_class[0] + per_class[1]
         x = np.empty((len(members), 32, 32, 3), np.uint8)
         y = np.empty(len(members), np.int64)
@@ -82,7 +82,7 @@ def decode_archive(path: Path, limit: int | None = None) -> tuple[Split, np.ndar
 
 def _cached(path: Path, cache_dir: Path, limit: int | None) -> tuple[Split, np.ndarray]:
     stat = path.stat() if path.is_file() else None
-    key = f"{path.stem}-{stat.st_size}-{int(stat.st_mtime)}-{limit or 'all'}" if stat else None
+    key = f"{path.stem}-{stat.st_size}-{int(stat.st_mtime)}-{'all' if limit is None else limit}" if stat else None
     cache = cache_dir / f"{key}.npz"
     if key and cache.is_file():
         z = np.load(cache)
@@ -116,7 +116,7 @@ def load(data: str | os.PathLike | None = None, cache_dir: Path = DEFAULT_CACHE_
     """
     root = data_dir(data)
     full, full_sha = _cached(root / "cifake-train.zip", cache_dir, limit)
-    test, test_sha = _cached(root / "cifake-test.zip", cache_dir, limit and limit // 4)
+    test, test_sha = _cached(root / "cifake-test.zip", cache_dir, None if limit is None else max(2, limit // 4))
 
     in_test = np.isin(full_sha, test_sha)
     _, first = np.unique(full_sha, return_index=True)
