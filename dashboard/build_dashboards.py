@@ -16,8 +16,9 @@ MODEL = 'model=~"$model"'
 R = "$__rate_interval"
 
 
-def target(expr: str, legend: str = "", instant: bool = False, ref: str = "A") -> dict:
-    t = {"datasource": DATASOURCE, "expr": expr, "legendFormat": legend, "refId": ref}
+def target(expr: str, legend: str = "", instant: bool = False) -> dict:
+    """One query; `panel` gives it its refId (A, B, ...)."""
+    t = {"datasource": DATASOURCE, "expr": expr, "legendFormat": legend}
     if instant:
         t.update({"instant": True, "range": False, "format": "table"})
     return t
@@ -133,8 +134,8 @@ def benchmark() -> dict:
                                             "{{model}} {{verdict}}")], "reqps", w=16),
         panel("Verdict shares (FAKE, UNSURE)", [target(
             f'sum(rate(fakelens_verdicts_total{{model="ensemble", verdict="{v}"}}[{R}])) '
-            f'/ sum(rate(fakelens_verdicts_total{{model="ensemble"}}[{R}]))', f"{v} share", ref=ref)
-            for v, ref in (("FAKE", "A"), ("UNSURE", "B"))], "percentunit", w=8),
+            f'/ sum(rate(fakelens_verdicts_total{{model="ensemble"}}[{R}]))', f"{v} share")
+            for v in ("FAKE", "UNSURE")], "percentunit", w=8),
         panel("Provenance evidence by source", [target(
             f"sum by (source, ai_generated) (rate(fakelens_provenance_evidence_total[{R}]))",
             "{{source}} (ai_generated {{ai_generated}})")], "reqps"),

@@ -203,7 +203,7 @@ class Stack:
         for src in (paths["backend"] / "libtriton_python.so", paths["backend"] / "triton_python_backend_utils.py",
                     paths["stub"]):
             (backends / src.name).symlink_to(src)
-        self.contracts = twin.derive(self.repository, self.run_dir / "model_repository", self.model_threads)
+        twin.derive(self.repository, self.run_dir / "model_repository", self.model_threads)
         libdir = sysconfig.get_config_var("LIBDIR")
         env = {  # the stub finds its interpreter as `python3` on PATH: put this venv first
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from google.protobuf import json_format, text_format
+from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 TWIN_MODEL = Path(__file__).resolve().parent / "twin_model.py"
@@ -33,11 +33,6 @@ def contract(cfg: mc.ModelConfig) -> dict:
             "input": tensors(cfg.input), "output": tensors(cfg.output)}
 
 
-def contract_from_json(served: dict) -> dict:
-    """The same, from the JSON config Triton reports for a loaded model."""
-    return contract(json_format.ParseDict(served, mc.ModelConfig(), ignore_unknown_fields=True))
-
-
 def twin_config(cfg: mc.ModelConfig, threads: int = 1, instances: int = 1) -> mc.ModelConfig:
     twin = mc.ModelConfig()
     twin.CopyFrom(cfg)
@@ -51,14 +46,13 @@ def twin_config(cfg: mc.ModelConfig, threads: int = 1, instances: int = 1) -> mc
     return twin
 
 
-def derive(canonical: Path, out: Path, threads: int = 1, instances: int = 1) -> dict[str, dict]:
-    """Write the twin repository to `out`; returns {model name: canonical contract}."""
+def derive(canonical: Path, out: Path, threads: int = 1, instances: int = 1) -> None:
+    """Write the twin repository to `out`: each model of `canonical` on the python backend."""
     models = sorted(p.parent for p in canonical.glob("*/config.pbtxt"))
     if not models:
         raise FileNotFoundError(f"no models in {canonical} (expected <name>/config.pbtxt)")
     if out.exists():
         shutil.rmtree(out)
-    contracts = {}
     for model in models:
         cfg = read_config(model / "config.pbtxt")
         if cfg.name != model.name:
@@ -71,5 +65,3 @@ def derive(canonical: Path, out: Path, threads: int = 1, instances: int = 1) -> 
         (version / "model.pt").symlink_to(weights.resolve())
         shutil.copy(TWIN_MODEL, version / "model.py")
         (out / model.name / "config.pbtxt").write_text(text_format.MessageToString(twin_config(cfg, threads, instances)))
-        contracts[model.name] = contract(cfg)
-    return contracts
