@@ -156,6 +156,13 @@ def cpu_name() -> str:
     return platform.machine()
 
 
+def device() -> str:
+    """The machine as measured. The embedded stack serves on the CPU (python-backend twin) even where a GPU exists."""
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    gpu = f"GPU present, not used by the CPU stack: {', '.join(gpus)}" if gpus else "no GPU"
+    return f"{cpu_name()}, {os.cpu_count()} cores, {gpu}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", help="a running gateway (default: start a stack on free ports)")
@@ -172,7 +179,7 @@ def main() -> None:
     torch.set_num_threads(2)
 
     images = [raw for _, raw, _ in sample_test_images(args.images)]
-    result = {"device": f"{cpu_name()}, {os.cpu_count()} cores, no GPU",
+    result = {"device": device(),
               "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds_per_level": args.seconds,
               "stack_config": {"gunicorn_workers": args.workers, "gunicorn_threads": args.threads,
                                "torch_threads_per_model": args.model_threads, "transport": "gRPC"}}
