@@ -13,6 +13,7 @@ from torchvision.models import resnet50 as tv_resnet50
 # Per-channel statistics of the CIFAKE train split (uint8 scale).
 MEAN = (120.5, 118.2, 107.0)
 STD = (60.7, 60.6, 67.9)
+_MEAN, _STD = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
 
 
 def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
@@ -76,20 +77,15 @@ class Servable(nn.Module):
         super().__init__()
         self.net = net
         self.flip_tta = flip_tta  # a plain attribute: tracing records one branch
-        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
         self.register_buffer("temperature", torch.tensor(float(temperature)))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = pixels.permute(0, 3, 1, 2).float()
-        x = (x - self.mean) / self.std
+        x = normalise(pixels)
         logits = flip_averaged(self.net, x) if self.flip_tta else self.net(x)
         return torch.softmax(logits / self.temperature, dim=1)
 
 
 def normalise(pixels: torch.Tensor) -> torch.Tensor:
-    """The same preprocessing as `Servable`, for training batches (uint8 NHWC -> float NCHW)."""
+    """uint8 NHWC RGB -> normalised float NCHW: training batches and `Servable` alike."""
     x = pixels.permute(0, 3, 1, 2).float()
-    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return (x - _MEAN.to(x.device)) / _STD.to(x.device)
