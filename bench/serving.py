@@ -31,6 +31,7 @@ from bench import RESULTS, inprocess
 from bench.load import run_level, sample_test_images
 from bench.procs import stack_usage
 from fakelens_client import DEFAULT_BATCH, DEFAULT_CONCURRENCY, Client
+from gateway import gunicorn_conf
 from stack.launch import ROOT, UNLIMITED, Ports, Stack, free_ports
 
 # Triton's per-model counters: requests, executions (batches) and time spent queued.
@@ -169,8 +170,10 @@ def main() -> None:
     ap.add_argument("--levels", default="1,4,16,64", help="concurrency levels")
     ap.add_argument("--seconds", type=float, default=20, help="per level")
     ap.add_argument("--images", type=int, default=1000, help="distinct CIFAKE test images to upload")
-    ap.add_argument("--workers", type=int, default=2, help="gunicorn workers of the stack started here")
-    ap.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
+    ap.add_argument("--workers", type=int, default=gunicorn_conf.workers,
+                    help="gunicorn workers of the stack started here (default: gateway/gunicorn_conf.py's)")
+    ap.add_argument("--threads", type=int, default=gunicorn_conf.threads,
+                    help="gunicorn threads per worker (default: gateway/gunicorn_conf.py's)")
     ap.add_argument("--model-threads", type=int, default=1, help="torch threads per Triton model instance")
     ap.add_argument("--only-stack", action="store_true", help="skip the ceiling and the seed (tuning runs)")
     ap.add_argument("--out", type=Path, default=RESULTS / "serving.json")
