@@ -3,7 +3,7 @@
     python -m training.evaluate   # -> training/results/benchmark.json + PNG plots
 
 It scores exactly what Triton serves (model_repository/<name>/1/model.pt, fed
-uint8 HWC pixels), adds the ensemble (mean of the calibrated P(FAKE)), and
+uint8 HWC pixels), adds the ensemble (the weighted mean of the calibrated P(FAKE)), and
 merges in each model's training record (train.json). It fits the verdict rule
 (training/rule.py) and writes it into the model repository, then runs the
 real-world benchmark (training/realworld.py) under that rule.
