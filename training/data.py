@@ -17,9 +17,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
-DEFAULT_CACHE_DIR = REPO / ".cache"
+from training import paths
+
 CLASSES = ("REAL", "FAKE")  # label = index: FAKE is the positive class
 VAL_SIZE = 10_000
 SPLIT_SEED = 0
@@ -31,7 +30,7 @@ class DataError(RuntimeError):
 
 def data_dir(override: str | os.PathLike | None = None) -> Path:
     """CLI flag beats the FAKELENS_DATA environment variable beats ../shared/data."""
-    return Path(override or os.environ.get("FAKELENS_DATA") or DEFAULT_DATA_DIR)
+    return Path(override or os.environ.get("FAKELENS_DATA") or paths.DATA)
 
 
 @dataclass
@@ -105,7 +104,7 @@ class Cifake:
     dropped: dict  # what deduplication removed from train+val, by reason
 
 
-def load(data: str | os.PathLike | None = None, cache_dir: Path = DEFAULT_CACHE_DIR,
+def load(data: str | os.PathLike | None = None, cache_dir: Path = paths.CACHE,
          limit: int | None = None, val_size: int = VAL_SIZE, with_test: bool = False) -> Cifake:
     """Train/val(/test) arrays. Val is carved from the official train split; test is untouched
     and handed out only with `with_test` (evaluation); deduplication needs only its hashes.

@@ -21,10 +21,9 @@ import torch
 from tqdm import tqdm
 
 from training import data, degrade, plots, realworld, rule
-from training.export import REPOSITORY
 from training.loop import pick_device
 from training.metrics import binary_metrics
-from training.train import RESULTS
+from training.paths import REPOSITORY, RESULTS
 
 NOTES = [
     "All figures are on the full official CIFAKE test split (20,000 images), which no model, "

@@ -19,7 +19,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from training import data
 from training.models import MODELS
 from training.nets import Servable
-from training.train import REPOSITORY, RUNS
+from training.paths import REPOSITORY, RUNS
 
 INPUT = ("INPUT__0", mc.TYPE_UINT8, [32, 32, 3])  # RGB pixels, HWC, as Pillow decodes them
 OUTPUT = ("OUTPUT__0", mc.TYPE_FP32, [2])  # calibrated [P(REAL), P(FAKE)]

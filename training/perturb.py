@@ -24,9 +24,8 @@ from tqdm import tqdm
 
 from bench.load import sample_test_images
 from training import degrade
-from training.export import REPOSITORY
+from training.paths import REPOSITORY, RESULTS
 from training.realworld import Served
-from training.train import RESULTS
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -30,20 +30,19 @@ from tqdm import tqdm
 from gateway import provenance
 from gateway.images import BadImage, decode
 from gateway.verdict import Rule
+from training import paths
 from training import rule as rule_file
-from training.export import REPOSITORY
-from training.train import RESULTS
+from training.paths import REPOSITORY, RESULTS
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "realworld-dev"
 RIGHT = {"real_photo": "REAL", "human_nonphoto": "REAL", "ai_generated": "FAKE"}  # human-made art is not AI
 MAX_PIXELS = 50_000_000
 
 
 def realworld_dir(override: str | os.PathLike | None = None) -> Path:
-    return Path(override or os.environ.get("FAKELENS_REALWORLD") or DEFAULT_DIR)
+    return Path(override or os.environ.get("FAKELENS_REALWORLD") or paths.REALWORLD)
 
 
 def load_set(folder: Path) -> list[dict]:

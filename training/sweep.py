@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 
 from training.models import MODELS
-from training.train import RESULTS, RUNS, parse_overrides
-
-REPO = Path(__file__).resolve().parent.parent
+from training.paths import RESULTS, ROOT, RUNS
+from training.train import parse_overrides
 
 
 def variant_name(pairs: list[str]) -> str:
@@ -41,7 +40,7 @@ def launch(model: str, pairs: list[str], root: Path, passthrough: list[str]) -> 
     for pair in pairs:
         cmd += ["--set", pair]
     with open(root / f"{root.name}.log", "w") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
 def last_epoch(root: Path, model: str) -> str:

@@ -20,16 +20,13 @@ from pathlib import Path
 
 import torch
 
-from training import data
+from training import data, paths
 from training.calibrate import fit_temperature, nll, p_fake
 from training.loop import Recipe, fit, pick_device, predict_logits
 from training.metrics import binary_metrics, expected_calibration_error
 from training.models import MODELS
+from training.paths import REPOSITORY, RESULTS, RUNS
 
-HERE = Path(__file__).resolve().parent
-REPOSITORY = HERE.parent / "model_repository"
-RUNS = HERE / "runs"
-RESULTS = HERE / "results"
 # `--finetune`: start from the served weights and train a few epochs with half of every batch
 # degraded the ways real images are (degrade.py), at a lower peak learning rate.
 FINETUNE = {"baseline_cnn": {"epochs": 4, "lr": 0.03, "degrade": 0.5},
@@ -118,7 +115,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override one field of the model's recipe (repeatable), e.g. epochs=1")
     ap.add_argument("--limit", type=int, help="decode only this many train images (quick runs)")
-    ap.add_argument("--cache", type=Path, default=data.DEFAULT_CACHE_DIR, help="where the decoded arrays are kept")
+    ap.add_argument("--cache", type=Path, default=paths.CACHE, help="where the decoded arrays are kept")
     ap.add_argument("--workdir", type=Path, default=RUNS, help="checkpoints and final weights")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where train.json goes")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")

@@ -22,10 +22,11 @@ from torch import nn
 from training.loop import Recipe
 from training.models.baseline_cnn import PARAMS as BASELINE
 from training.models.baseline_cnn import build_from, recipe_from
+from training.paths import RESULTS
 
 EPOCHS = 15
 SHIFT = 4
-BEST = Path(__file__).resolve().parent.parent / "results" / "tuned_cnn" / "best_params.json"
+BEST = RESULTS / "tuned_cnn" / "best_params.json"
 
 
 def params(path: Path = BEST) -> dict:
