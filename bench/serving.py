@@ -56,8 +56,9 @@ def measure_levels(name: str, url: str, images: list[bytes], levels: list[int], 
     return rows
 
 
-def measure_batch_path(url: str, images: list[bytes], folder: Path) -> dict:
-    """images/s of the client's scan (default batch size and concurrency) over a folder of the test images."""
+def measure_batch_path(url: str, images: list[bytes], folder: Path, stack: Stack | None = None) -> dict:
+    """images/s of the client's scan (default batch size and concurrency) over a folder of the test images;
+    with `stack`, also where the CPU time went per image."""
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     for i, raw in enumerate(images):
@@ -65,14 +66,19 @@ def measure_batch_path(url: str, images: list[bytes], folder: Path) -> dict:
         files[-1].write_bytes(raw)
     client = Client(url)
     list(client.scan_files(files[:64]))  # warm-up
+    before = snapshot(stack) if stack else None
     start = time.perf_counter()
     recs = list(client.scan_files(files))
     seconds = time.perf_counter() - start
     row = {"images": len(recs), "errors": sum(bool(r["error"]) for r in recs), "seconds": round(seconds, 2),
            "images_per_s": round(len(recs) / seconds, 1), "retried": client.retried,
            "batch_size": DEFAULT_BATCH, "concurrency": DEFAULT_CONCURRENCY}
+    if stack:  # per image here: the "request" of breakdown() is one image
+        row["breakdown"] = breakdown(before, snapshot(stack), len(recs) - row["errors"])
     print(f"  batch path (fakelens scan, batch {DEFAULT_BATCH}, concurrency {DEFAULT_CONCURRENCY}): "
           f"{row['images_per_s']} images/s, errors {row['errors']}", flush=True)
+    if "breakdown" in row:
+        print(f"        {row['breakdown']}", flush=True)
     return row
 
 
@@ -201,7 +207,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{stack.ports.gateway}"
     try:
         result["stack"] = measure_levels("stack", url + "/v1/predict", images, levels, args.seconds, stack)
-        result["batch"] = measure_batch_path(url, images, ROOT / ".run" / "bench-images")
+        result["batch"] = measure_batch_path(url, images, ROOT / ".run" / "bench-images", stack)
     finally:
         if stack:
             stack.stop()

@@ -1,9 +1,11 @@
 """Derive the CPU twin of the canonical model repository.
 
-The canonical `model_repository/` targets the stock GPU image (pytorch_libtorch).
-The pip-installed tritonserver has only the python backend, so the twin keeps
-every model's name, tensors, batching and warm-up, swaps the platform for the
-python backend on CPU, and links the same model.pt.
+The canonical `model_repository/` targets the stock GPU image (pytorch_libtorch);
+each model's configs/cpu.pbtxt is the same model served on CPU by that image.
+The pip-installed tritonserver has only the python backend, so the twin takes the
+CPU config (its instances, batching, warm-up and parameters), swaps the platform for
+the python backend, links the same model.pt, and checks the contract against the
+canonical config.pbtxt.
 """
 from __future__ import annotations
 
@@ -33,20 +35,20 @@ def contract(cfg: mc.ModelConfig) -> dict:
             "input": tensors(cfg.input), "output": tensors(cfg.output)}
 
 
-def twin_config(cfg: mc.ModelConfig, threads: int = 1, instances: int = 1) -> mc.ModelConfig:
+def twin_config(cpu: mc.ModelConfig, canonical: mc.ModelConfig, threads: int = 1) -> mc.ModelConfig:
     twin = mc.ModelConfig()
-    twin.CopyFrom(cfg)
+    twin.CopyFrom(cpu)
     twin.ClearField("platform")
     twin.backend = "python"
-    twin.ClearField("instance_group")
-    twin.instance_group.add(count=instances, kind=mc.ModelInstanceGroup.KIND_CPU)
+    for group in twin.instance_group:
+        group.kind = mc.ModelInstanceGroup.KIND_CPU
     twin.parameters["torch_threads"].string_value = str(threads)
-    if contract(twin) != contract(cfg):  # guards this function against future edits
-        raise TwinMismatch(f"{cfg.name}: twin contract {contract(twin)} != canonical {contract(cfg)}")
+    if contract(twin) != contract(canonical):
+        raise TwinMismatch(f"{canonical.name}: twin contract {contract(twin)} != canonical {contract(canonical)}")
     return twin
 
 
-def derive(canonical: Path, out: Path, threads: int = 1, instances: int = 1) -> None:
+def derive(canonical: Path, out: Path, threads: int = 1) -> None:
     """Write the twin repository to `out`: each model of `canonical` on the python backend."""
     models = sorted(p.parent for p in canonical.glob("*/config.pbtxt"))
     if not models:
@@ -55,6 +57,7 @@ def derive(canonical: Path, out: Path, threads: int = 1, instances: int = 1) -> 
         shutil.rmtree(out)
     for model in models:
         cfg = read_config(model / "config.pbtxt")
+        cpu = read_config(model / "configs" / "cpu.pbtxt") if (model / "configs" / "cpu.pbtxt").is_file() else cfg
         if cfg.name != model.name:
             raise TwinMismatch(f"{model}/config.pbtxt names the model {cfg.name!r}, not {model.name!r}")
         weights = model / "1" / "model.pt"
@@ -64,4 +67,4 @@ def derive(canonical: Path, out: Path, threads: int = 1, instances: int = 1) -> 
         version.mkdir(parents=True)
         (version / "model.pt").symlink_to(weights.resolve())
         shutil.copy(TWIN_MODEL, version / "model.py")
-        (out / model.name / "config.pbtxt").write_text(text_format.MessageToString(twin_config(cfg, threads, instances)))
+        (out / model.name / "config.pbtxt").write_text(text_format.MessageToString(twin_config(cpu, cfg, threads)))

@@ -114,7 +114,7 @@ def test_committed_model_honours_its_config(name):
     """Names, dtypes and dims in config.pbtxt match what the TorchScript file really does."""
     cfg = read_config(ROOT / "model_repository" / name / "config.pbtxt")
     assert cfg.platform == "pytorch_libtorch" and cfg.max_batch_size >= 64
-    assert cfg.dynamic_batching is not None and cfg.model_warmup
+    assert cfg.HasField("dynamic_batching") and cfg.model_warmup
     assert cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
     (inp,), (out,) = cfg.input, cfg.output
     assert (inp.name, inp.data_type, list(inp.dims)) == ("INPUT__0", mc.TYPE_UINT8, [32, 32, 3])
@@ -175,3 +175,20 @@ def test_a_quick_evaluation_cannot_overwrite_the_committed_results():
     r = subprocess.run([sys.executable, "-m", "training.evaluate", "--limit", "8"], cwd=ROOT, capture_output=True,
                        text=True)
     assert r.returncode == 2 and "--limit needs --results" in r.stderr
+
+
+@pytest.mark.parametrize("name", COMMITTED)
+def test_committed_configs_are_what_export_writes(name, tmp_path):
+    """config.pbtxt and configs/cpu.pbtxt are the exporter's, plus the verdict rule; the CPU twin serves cpu.pbtxt."""
+    from stack.twin import derive
+
+    for kind, path in ((mc.ModelInstanceGroup.KIND_GPU, "config.pbtxt"), (mc.ModelInstanceGroup.KIND_CPU, "configs/cpu.pbtxt")):
+        committed = read_config(ROOT / "model_repository" / name / path)
+        for key in ("ensemble_weight", "verdict_rule"):
+            del committed.parameters[key]
+        assert committed == export.model_config(name, kind), path
+    derive(ROOT / "model_repository", tmp_path)
+    served = read_config(tmp_path / name / "config.pbtxt")
+    cpu = read_config(ROOT / "model_repository" / name / "configs" / "cpu.pbtxt")
+    assert served.backend == "python" and list(served.instance_group) == list(cpu.instance_group)
+    assert served.parameters["verdict_rule"] == cpu.parameters["verdict_rule"]

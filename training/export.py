@@ -38,7 +38,8 @@ def model_config(name: str, kind: int = mc.ModelInstanceGroup.KIND_GPU) -> mc.Mo
     cfg.output.add(name=OUTPUT[0], data_type=OUTPUT[1], dims=OUTPUT[2])
     cfg.dynamic_batching.preferred_batch_size.extend([8, 32, MAX_BATCH])
     cfg.dynamic_batching.max_queue_delay_microseconds = 500
-    cfg.instance_group.add(count=1, kind=kind)
+    cpu_instances = getattr(MODELS[name], "CPU_INSTANCES", 1)
+    cfg.instance_group.add(count=cpu_instances if kind == mc.ModelInstanceGroup.KIND_CPU else 1, kind=kind)
     warm = cfg.model_warmup.add(name="zeros", batch_size=1)
     warm.inputs[INPUT[0]].CopyFrom(mc.ModelWarmup.Input(data_type=INPUT[1], dims=INPUT[2], zero_data=True))
     cfg.parameters["classes"].string_value = ",".join(data.CLASSES)  # order of OUTPUT__0
