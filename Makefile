@@ -61,7 +61,7 @@ evaluate: deps  ## the committed models: test split, verdict rule, real-world se
 	$(PY) -m training.evaluate
 	$(PY) -m training.perturb
 
-bench: deps  ## stack vs in-process ceiling vs seed-style server at concurrency 1/4/16 -> bench/results/serving.*
+bench: deps  ## stack vs in-process ceiling vs seed-style server at concurrency 1/4/16/64, and the batch path -> bench/results/serving.*
 	$(PY) -m bench.serving $(if $(SECONDS_PER_LEVEL),--seconds $(SECONDS_PER_LEVEL),)
 
 soak: deps  ## 10 minutes at concurrency 8: errors and memory growth -> bench/results/soak.*

@@ -130,7 +130,7 @@ def models():
     # What Triton serves, and what the benchmark measured even while Triton is unreachable.
     names = list(ready) + sorted(set(rows) - set(ready))
     body = {"models": [{"name": m, "ready": ready.get(m, False), "benchmark": rows.get(m)} for m in names],
-            "ensemble": rows.get("ensemble"), "notes": bench.get("notes"),
+            "ensemble": bench.get("models", {}).get("ensemble"), "notes": bench.get("notes"),
             "realworld": {k: realworld.get(k) for k in ("images", "as_shipped", "other_container")} if realworld else None}
     if reason:
         body["triton_error"] = reason

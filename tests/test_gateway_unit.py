@@ -32,7 +32,8 @@ def png(size=(64, 48)) -> bytes:
 
 @pytest.fixture
 def client(tmp_path):
-    (tmp_path / "benchmark.json").write_text(json.dumps({"models": {"resnet50": {"f1": 0.99, "precision": 0.98}}}))
+    (tmp_path / "benchmark.json").write_text(json.dumps({"models": {"resnet50": {"f1": 0.99, "precision": 0.98},
+                                                                    "ensemble": {"f1": 0.995}}}))
     app = create_app({"TRITON_URL": f"127.0.0.1:{closed_port()}", "TRITON_TIMEOUT_S": 2.0,
                       "RESULTS_DIR": str(tmp_path), "MAX_CONTENT_LENGTH": 1_000_000, "MAX_BATCH_ITEMS": 4,
                       "MAX_PIXELS": 10_000_000})
@@ -90,6 +91,7 @@ def test_models_lists_benchmark_even_when_triton_is_down(client):
     body = client.get("/v1/models").get_json()
     rows = {m["name"]: m for m in body["models"]}
     assert rows["resnet50"]["benchmark"]["f1"] == 0.99 and rows["resnet50"]["ready"] is False
+    assert "ensemble" not in rows and body["ensemble"]["f1"] == 0.995
     assert "triton_error" in body
 
 
