@@ -71,6 +71,8 @@ def markdown_table(table: dict) -> str:
         train = f"{r['train_seconds'] / 60:.1f} min" if r.get("train_seconds") else "-"
         if r.get("epochs"):
             train += f", {r['epochs']} epochs"
+        if r.get("fine_tuned"):
+            train = "fine-tune: " + train
         lines.append(f"| {name} | {r['f1']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | {r['accuracy']:.4f} | "
                      f"{r['roc_auc']:.4f} | {r['ece']:.4f} | {r.get('parameters', 0):,} | {train} | "
                      f"{r.get('device', '-')} |")
@@ -95,6 +97,7 @@ def evaluate(repository: Path, results: Path, test: data.Split, dropped: dict, v
             row.update({k: train[k] for k in ("parameters", "train_seconds", "wall_seconds", "device", "temperature",
                                               "val_ece_before", "val_ece_after", "train_images", "val_images", "flip_tta")})
             row["epochs"] = train["recipe"]["epochs"]
+            row["fine_tuned"] = bool(train.get("fine_tuned_from"))  # the time and epochs are the fine-tune's
             row["val_f1"] = train["history"][-1]["val_f1"]
         rows[name] = row
         print(f"{name}: F1 {row['f1']:.4f}  acc {row['accuracy']:.4f}  AUC {row['roc_auc']:.4f}")
