@@ -37,11 +37,10 @@ NOTES = [
 ]
 
 
-def scripted_p_fake(path: Path, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    model = torch.jit.load(str(path), map_location="cpu").eval()
+def scripted_p_fake(model: torch.jit.ScriptModule, x: np.ndarray, desc: str, batch_size: int = 500) -> np.ndarray:
     out = []
     with torch.inference_mode():
-        for start in tqdm(range(0, len(x), batch_size), desc=path.parent.parent.name, unit="batch", leave=False):
+        for start in tqdm(range(0, len(x), batch_size), desc=desc, unit="batch", leave=False):
             out.append(model(torch.from_numpy(x[start:start + batch_size]))[:, 1].numpy())
     return np.concatenate(out)
 
@@ -81,14 +80,14 @@ def markdown_table(table: dict) -> str:
 
 def evaluate(repository: Path, results: Path, test: data.Split, dropped: dict, val: data.Split) -> dict:
     names = [p.parent.name for p in sorted(repository.glob("*/config.pbtxt"))]
-    # Validation as uploaded and degraded: the ensemble weights are fitted on both (NOTES).
-    degraded = degrade.augment(val.x, np.random.default_rng(0), 1.0)
-    rows, probs, val_probs, degraded_probs = {}, {}, {}, {}
+    # Validation as uploaded, then degraded: the ensemble weights are fitted on both (NOTES).
+    fit_x = np.concatenate([val.x, degrade.augment(val.x, np.random.default_rng(0), 1.0)])
+    rows, probs, fit_probs = {}, {}, {}
     for name in names:
-        val_probs[name] = scripted_p_fake(repository / name / "1" / "model.pt", val.x)
-        degraded_probs[name] = scripted_p_fake(repository / name / "1" / "model.pt", degraded)
+        model = torch.jit.load(str(repository / name / "1" / "model.pt"), map_location="cpu").eval()
+        fit_probs[name] = scripted_p_fake(model, fit_x, name)
         start = time.time()
-        probs[name] = scripted_p_fake(repository / name / "1" / "model.pt", test.x)
+        probs[name] = scripted_p_fake(model, test.x, name)
         row = binary_metrics(test.y, probs[name])
         row["test_seconds"] = round(time.time() - start, 1)
         record = results / name / "train.json"
@@ -102,10 +101,9 @@ def evaluate(repository: Path, results: Path, test: data.Split, dropped: dict, v
         rows[name] = row
         print(f"{name}: F1 {row['f1']:.4f}  acc {row['accuracy']:.4f}  AUC {row['roc_auc']:.4f}")
     # The verdict rule is written for any repository, one model or several: the gateway needs it to answer.
-    both = {n: np.concatenate([val_probs[n], degraded_probs[n]]) for n in names}
-    weights = ensemble_weights(both, np.concatenate([val.y, val.y])) if len(names) > 1 else {names[0]: 1.0}
+    weights = ensemble_weights(fit_probs, np.concatenate([val.y, val.y])) if len(names) > 1 else {names[0]: 1.0}
     ens = sum(weights[n] * probs[n] for n in names)
-    margin = rule.fit_margin(sum(weights[n] * val_probs[n] for n in names))
+    margin = rule.fit_margin(sum(weights[n] * fit_probs[n][:len(val)] for n in names))  # on clean validation only
     fitted = rule.write(repository, weights, margin, rule.fit_max_detail_lost(val.x))
     unsure = np.abs(ens - fitted.threshold) < fitted.unsure_margin
     decided = binary_metrics(test.y[~unsure], ens[~unsure])
