@@ -11,7 +11,8 @@ from PIL import Image
 
 from bench.load import sample_test_images
 from tests.conftest import ROOT, png_bytes
-from training import rule
+from training import degrade, perturb, rule
+from training.realworld import Served
 
 MODELS = sorted(p.parent.name for p in (ROOT / "model_repository").glob("*/config.pbtxt"))  # what Triton serves
 RULE = rule.load(ROOT / "model_repository")
@@ -90,6 +91,17 @@ def test_batch_of_2000_test_images_agrees_with_in_process_ensemble(gateway_url):
     assert agreement >= 0.999
     assert 1 - decided.mean() <= 0.05 and accuracy >= 0.98
 
+
+
+@pytest.mark.parametrize("name", ["blur 0.7 px", "crop 80%, rescaled", "JPEG q50", "upscale 2x bilinear, PNG"])
+def test_perturbation_benchmark_through_the_stack_matches_in_process(gateway_url, name):
+    """`make evaluate` scores the battery in process (realworld.Served); `perturb --url` sends the same
+    uploads to the stack. The two tables must agree, or the published figures are not the service's."""
+    images = sample_test_images(96)
+    fn = degrade.BATTERY[name]
+    through = perturb.score(perturb.Gateway(gateway_url, ROOT / "model_repository"), images, fn)
+    assert through == perturb.score(Served(ROOT / "model_repository"), images, fn)
+    assert through["images"] == 96 and through["decided_accuracy"] >= 0.9  # real verdicts, not an empty table
 
 def test_any_size_upload_is_answered(gateway_url):
     resp = post(gateway_url, [("photo.png", png_bytes((1280, 720)))])

@@ -6,7 +6,8 @@ Each degradation of training/degrade.py (BATTERY, and the HELD_BACK battery of t
 kinds with other settings) is applied to the same test images; the result is uploaded as
 the bytes a user would send (lossless PNG, or the JPEG/WebP the degradation wrote) and
 judged as served (realworld.Served: the gateway's decoding, the TorchScript files, the
-verdict rule from the model repository).
+verdict rule from the model repository). With `--url` the same uploads go to a running
+service instead (fakelens_client), and the table is written as perturb-gateway.json/png.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import argparse
 import io
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import matplotlib
@@ -23,7 +25,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from bench.load import sample_test_images
+from fakelens_client import DEFAULT_BATCH, DEFAULT_CONCURRENCY, Client
 from training import degrade
+from training import rule as rule_file
 from training.paths import REPOSITORY, RESULTS
 from training.realworld import Served
 
@@ -39,7 +43,22 @@ def upload_bytes(out: Image.Image | bytes) -> bytes:
     return buf.getvalue()
 
 
-def score(served: Served, images: list[tuple[str, bytes, int]], fn: degrade.Degrade, chunk: int = 250) -> dict:
+class Gateway:
+    """The uploads sent to a running service, answered in Served's row shape."""
+
+    def __init__(self, url: str, repository: Path = REPOSITORY):
+        self.client = Client(url)
+        self.rule = rule_file.load(repository)  # only its threshold, for the per-model columns
+
+    def __call__(self, raws: list[bytes]) -> list[dict]:
+        chunks = [raws[i:i + DEFAULT_BATCH] for i in range(0, len(raws), DEFAULT_BATCH)]
+        with ThreadPoolExecutor(DEFAULT_CONCURRENCY) as pool:
+            answers = [a for chunk in pool.map(self.client.predict_batch, chunks) for a in chunk]
+        return [{"verdict": a["verdict"], "models": {m: v["prob_fake"] for m, v in a["models"].items()}}
+                for a in answers]
+
+
+def score(served: Served | Gateway, images: list[tuple[str, bytes, int]], fn: degrade.Degrade, chunk: int = 250) -> dict:
     labels = np.array([y for *_, y in images])
     rows = []
     for start in range(0, len(images), chunk):
@@ -79,17 +98,19 @@ def plot(table: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def evaluate(repository: Path, results: Path, count: int) -> dict:
-    served = Served(repository)
+def evaluate(repository: Path, results: Path, count: int, url: str | None = None) -> dict:
+    served = Gateway(url, repository) if url else Served(repository)
+    stem = "perturb-gateway" if url else "perturb"
     images = sample_test_images(count)
-    table = {"images": count, "note": "decided_accuracy: share of REAL/FAKE verdicts that are right; "
+    table = {"images": count, "judged_by": url or "in process (realworld.Served)",
+             "note": "decided_accuracy: share of REAL/FAKE verdicts that are right; "
              "<model>_accuracy: that model alone on the thumbnail, threshold 0.5", "battery": {}, "held_back": {}}
     for group, battery in (("battery", degrade.BATTERY), ("held_back", degrade.HELD_BACK)):
         for name, fn in tqdm(battery.items(), desc=group, unit="perturbation"):
             table[group][name] = score(served, images, fn)
     results.mkdir(parents=True, exist_ok=True)
-    (results / "perturb.json").write_text(json.dumps(table, indent=2) + "\n")
-    plot(table, results / "perturb.png")
+    (results / f"{stem}.json").write_text(json.dumps(table, indent=2) + "\n")
+    plot(table, results / f"{stem}.png")
     for group in ("battery", "held_back"):
         for name, r in table[group].items():
             print(f"{name:28s} decided acc {r['decided_accuracy']:.3f}  UNSURE {r['unsure_rate']:.1%}  "
@@ -103,9 +124,10 @@ def main() -> None:
     ap.add_argument("--repository", type=Path, default=REPOSITORY)
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--images", type=int, default=1000, help="test images per perturbation (both classes)")
+    ap.add_argument("--url", help="judge through this running service (e.g. http://127.0.0.1:8080 of `make up`)")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    evaluate(args.repository, args.results, args.images)
+    evaluate(args.repository, args.results, args.images, args.url)
 
 
 if __name__ == "__main__":
