@@ -93,14 +93,19 @@ def test_batch_of_2000_test_images_agrees_with_in_process_ensemble(gateway_url):
 
 
 
+@pytest.fixture(scope="module")
+def served() -> Served:
+    return Served(ROOT / "model_repository")  # the three TorchScript files, loaded once
+
+
 @pytest.mark.parametrize("name", ["blur 0.7 px", "crop 80%, rescaled", "JPEG q50", "upscale 2x bilinear, PNG"])
-def test_perturbation_benchmark_through_the_stack_matches_in_process(gateway_url, name):
+def test_perturbation_benchmark_through_the_stack_matches_in_process(gateway_url, served, name):
     """`make evaluate` scores the battery in process (realworld.Served); `perturb --url` sends the same
     uploads to the stack. The two tables must agree, or the published figures are not the service's."""
     images = sample_test_images(96)
     fn = degrade.BATTERY[name]
     through = perturb.score(perturb.Gateway(gateway_url, ROOT / "model_repository"), images, fn)
-    assert through == perturb.score(Served(ROOT / "model_repository"), images, fn)
+    assert through == perturb.score(served, images, fn)
     assert through["images"] == 96 and through["decided_accuracy"] >= 0.9  # real verdicts, not an empty table
 
 def test_any_size_upload_is_answered(gateway_url):

@@ -30,9 +30,8 @@ from tqdm import tqdm
 from gateway import provenance
 from gateway.images import BadImage, decode
 from gateway.verdict import Rule
-from training import paths
 from training import rule as rule_file
-from training.paths import REPOSITORY, RESULTS
+from training.paths import REALWORLD, REPOSITORY, RESULTS
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -42,7 +41,7 @@ MAX_PIXELS = 50_000_000
 
 
 def realworld_dir(override: str | os.PathLike | None = None) -> Path:
-    return Path(override or os.environ.get("FAKELENS_REALWORLD") or paths.REALWORLD)
+    return Path(override or os.environ.get("FAKELENS_REALWORLD") or REALWORLD)
 
 
 def load_set(folder: Path) -> list[dict]:

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from training import data, paths
+from training import data
 from training.calibrate import fit_temperature, nll, p_fake
 from training.loop import Recipe, fit, pick_device, predict_logits
 from training.metrics import binary_metrics, expected_calibration_error
 from training.models import MODELS
-from training.paths import REPOSITORY, RESULTS, RUNS
+from training.paths import CACHE, REPOSITORY, RESULTS, RUNS
 
 # `--finetune`: start from the served weights and train with part of every batch degraded the
 # ways real images are (degrade.py), at a lower peak learning rate. Long enough for the one-cycle
@@ -119,7 +119,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override one field of the model's recipe (repeatable), e.g. epochs=1")
     ap.add_argument("--limit", type=int, help="decode only this many train images (quick runs)")
-    ap.add_argument("--cache", type=Path, default=paths.CACHE, help="where the decoded arrays are kept")
+    ap.add_argument("--cache", type=Path, default=CACHE, help="where the decoded arrays are kept")
     ap.add_argument("--workdir", type=Path, default=RUNS, help="checkpoints and final weights")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where train.json goes")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
