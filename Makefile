@@ -13,8 +13,9 @@ $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(VENV)/.deps: requirements.txt gateway/requirements.txt | $(PY)
+$(VENV)/.deps: requirements.txt requirements-nodeps.txt gateway/requirements.txt | $(PY)
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	touch $@
 
 # Debian packages: prometheus (both), chromium (page test), docker-compose (compose file validation).
@@ -57,9 +58,10 @@ tune: deps  ## the Optuna study for tuned_cnn (resumes; TRIALS=, TIMEOUT= second
 export: deps  ## TorchScript + config.pbtxt into model_repository/
 	$(PY) -m training.export $(MODEL_FLAGS)
 
-evaluate: deps  ## the committed models: test split, verdict rule, real-world set, perturbations -> training/results/
+evaluate: deps  ## the committed models: test split, verdict rule, real-world set, perturbations, watermark margins -> training/results/
 	$(PY) -m training.evaluate
 	$(PY) -m training.perturb
+	$(PY) -m training.watermarks
 
 bench: deps  ## stack vs in-process ceiling vs seed-style server at concurrency 1/4/16/64, and the batch path -> bench/results/serving.*
 	$(PY) -m bench.serving $(if $(SECONDS_PER_LEVEL),--seconds $(SECONDS_PER_LEVEL),)

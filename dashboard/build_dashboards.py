@@ -95,7 +95,9 @@ def latency() -> dict:
                                     "gateway images")], "reqps"),
         panel("Errors", [target(f"sum by (reason) (rate(fakelens_errors_total[{R}]))", "gateway {{reason}}"),
                          target(f"rate(nv_inference_request_failure{{{MODEL}}}[{R}])", "triton {{model}}"),
-                         target(f"rate(fakelens_degraded_answers_total[{R}])", "degraded answers")], "reqps"),
+                         target(f"rate(fakelens_degraded_answers_total[{R}])", "degraded answers"),
+                         target(f"rate(fakelens_c2pa_abandoned_total[{R}])", "C2PA reads killed at their deadline")],
+              "reqps"),
         panel("Gateway requests by status", [target(
             f'sum by (status) (rate(fakelens_http_request_duration_seconds_count{{instance=~"$instance"}}[{R}]))',
             "{{status}}")], "reqps", w=8),

@@ -1,15 +1,17 @@
 """/v1: predictions and model status."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
-from gateway import provenance
 from gateway.auth import require_key
 from gateway.errors import ApiError
-from gateway.images import BadImage, Upload, decode
+from gateway.images import BadImage, Upload
 from gateway.metrics import DEGRADED, ERRORS, IMAGES, PROVENANCE, TRITON_SECONDS, UPLOAD_BYTES, VERDICTS, load_benchmark
 from gateway.triton import ModelError, get_triton
+from gateway.uploads import examine
 from gateway.verdict import Rule, RuleError
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
@@ -27,15 +29,14 @@ def _uploads() -> list:
 
 
 def _read(files: list) -> list[tuple[Upload, dict]]:
-    """Each upload decoded for the models, with the provenance its bytes carry (read before decoding)."""
+    """Each upload decoded for the models, with the provenance its bytes and pixels carry."""
     max_pixels = current_app.config["MAX_PIXELS"]
     out = []
     for i, f in enumerate(files):
         raw = f.read()
         UPLOAD_BYTES.observe(len(raw))
-        evidence = provenance.read(raw)  # from the bytes as uploaded, before any decoding or resizing
         try:
-            upload = decode(raw, max_pixels)
+            upload, evidence = examine(raw, max_pixels)
         except BadImage as exc:
             where = f"image {i + 1} ({f.filename!r})" if len(files) > 1 else f"{f.filename or 'the upload'!r}"
             status = 413 if exc.reason == "too_many_pixels" else 400
@@ -44,10 +45,18 @@ def _read(files: list) -> list[tuple[Upload, dict]]:
     return out
 
 
+@functools.lru_cache(maxsize=16)
+def _parse_rule(params: tuple[tuple[str, str, str], ...]) -> Rule:
+    """Parsed once per set of loaded models and their configs, not once per request."""
+    return Rule.from_parameters({m: {k: v for k, v in (("ensemble_weight", w), ("verdict_rule", r)) if v is not None}
+                                 for m, w, r in params})
+
+
 def _rule(answers: dict) -> Rule:
     triton = get_triton()
+    params = {m: triton.contract(m).parameters for m in sorted(answers)}
     try:
-        return Rule.from_parameters({m: triton.contract(m).parameters for m in answers})
+        return _parse_rule(tuple((m, p.get("ensemble_weight"), p.get("verdict_rule")) for m, p in params.items()))
     except RuleError as exc:
         raise ApiError(503, "no_verdict_rule", str(exc)) from None
 
@@ -80,8 +89,9 @@ def _results(uploads: list[tuple[Upload, dict]], endpoint: str) -> list[dict]:
             models[model] = {"prob_fake": round(p, 6), "verdict": rule.label(p), "latency_ms": round(a.latency_ms, 2),
                              "version": a.version}
             VERDICTS.labels(model, models[model]["verdict"]).inc()
-        p_fake = rule.combine({m: float(a.p_fake[i]) for m, a in answers.items()})
-        decision = rule.decide(p_fake, upload.detail_lost, (upload.width, upload.height), prov)
+        p_models = {m: float(a.p_fake[i]) for m, a in answers.items()}
+        p_fake = rule.combine(p_models)
+        decision = rule.decide(p_models, (upload.width, upload.height), upload.detail_lost, prov)
         VERDICTS.labels("ensemble", decision["verdict"]).inc()
         for e in prov["evidence"]:
             PROVENANCE.labels(e["source"], str(e["ai_generated"]).lower()).inc()
@@ -90,7 +100,8 @@ def _results(uploads: list[tuple[Upload, dict]], endpoint: str) -> list[dict]:
                                       "verdict": rule.label(p_fake), "prob_fake": round(p_fake, 6),
                                       "width": upload.width, "height": upload.height,
                                       "detail_lost": upload.detail_lost,
-                                      "in_domain": upload.detail_lost <= rule.max_detail_lost},
+                                      "in_domain": rule.domain((upload.width, upload.height),
+                                                               upload.detail_lost) is not None},
                         "models": models, "provenance": prov, "degraded": bool(errors), "missing": sorted(errors),
                         "errors": {m: str(e) for m, e in errors.items()}})
     return results

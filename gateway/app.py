@@ -8,7 +8,7 @@ from flask import Flask, g, request
 from gateway import api, errors, health, pages
 from gateway.auth import load_keys
 from gateway.config import from_env
-from gateway.metrics import REQUEST_SECONDS
+from gateway.metrics import REQUEST_SECONDS, init_labels
 from gateway.triton import Triton
 
 
@@ -23,6 +23,7 @@ def create_app(config: dict | None = None) -> Flask:
     for bp in (api.bp, health.bp, pages.bp):
         app.register_blueprint(bp)
     errors.register(app)
+    init_labels()
 
     @app.before_request
     def start_timer():

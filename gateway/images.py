@@ -119,8 +119,8 @@ def model_view(rgb: Image.Image) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def decode(raw: bytes, max_pixels: int) -> Upload:
-    """The upload as the models see it, or BadImage with a reason a person can act on."""
+def open_rgb(raw: bytes, max_pixels: int) -> Image.Image:
+    """The upload's pixels (first frame, EXIF orientation applied, RGB), or BadImage with a reason a person can act on."""
     img = _open(raw, max_pixels)
     try:
         with warnings.catch_warnings():
@@ -133,7 +133,16 @@ def decode(raw: bytes, max_pixels: int) -> Upload:
         raise
     except Exception as exc:  # truncated data, bad EXIF, corrupt frames, bombs: all "cannot decode"
         raise BadImage(f"the image cannot be decoded: {exc}") from None
+    return rgb
+
+
+def view(rgb: Image.Image) -> Upload:
     return Upload(model_view(rgb), *rgb.size, round(detail_lost(rgb), 3))
+
+
+def decode(raw: bytes, max_pixels: int) -> Upload:
+    """The upload as the models see it, or BadImage with a reason a person can act on."""
+    return view(open_rgb(raw, max_pixels))
 
 
 def to_pixels(raw: bytes, max_pixels: int) -> np.ndarray:

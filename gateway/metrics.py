@@ -23,6 +23,33 @@ UPLOAD_BYTES = Histogram("fakelens_upload_bytes", "Size of uploaded image files"
 IMAGES = Counter("fakelens_images_total", "Images classified", ["endpoint"])
 PROVENANCE = Counter("fakelens_provenance_evidence_total", "Provenance evidence found in uploads, by source "
                      "and by what it claims (ai_generated: true, false or none)", ["source", "ai_generated"])
+C2PA_ABANDONED = Counter("fakelens_c2pa_abandoned_total", "C2PA manifest reads killed at their deadline")
+
+# Label values known in advance, written as zeros when a worker starts, so that every dashboard panel has
+# a series to show on a fresh stack (a counter that was never incremented does not exist for Prometheus).
+# tests/test_dashboards.py checks that every reason the gateway can give is listed here.
+VERDICT_LABELS = ("REAL", "FAKE", "UNSURE")
+EVIDENCE_SOURCES = ("c2pa", "xmp", "png_text", "exif", "watermark")
+ERROR_REASONS = ("bad_request", "missing_image", "too_many_images", "bad_image", "too_many_pixels", "too_large",
+                 "not_found", "method_not_allowed", "unauthorized", "internal", "no_verdict_rule",
+                 "triton_unavailable", "timeout", "model_error", "models_unavailable")
+ENDPOINTS = ("predict", "batch")
+
+
+def init_labels(models: tuple[str, ...] = ("ensemble",)) -> None:
+    """Zero every known label set (per model once the models are known: Triton's index)."""
+    for model in models:
+        for verdict in VERDICT_LABELS:
+            VERDICTS.labels(model, verdict)
+        if model != "ensemble":
+            TRITON_SECONDS.labels(model)
+    for source in EVIDENCE_SOURCES:
+        for claim in ("true", "false", "none"):
+            PROVENANCE.labels(source, claim)
+    for reason in ERROR_REASONS:
+        ERRORS.labels(reason)
+    for endpoint in ENDPOINTS:
+        IMAGES.labels(endpoint)
 
 # Benchmark-table figure -> gauge name. One gauge per figure, labelled by model.
 BENCHMARK_GAUGES = {"f1": "fakelens_model_f1", "precision": "fakelens_model_precision",

@@ -1,10 +1,11 @@
 """Provenance evidence read from the uploaded bytes, before anything is decoded or resized.
 
 Three kinds of evidence, each from what its writers document:
-- C2PA content credentials (c2pa-python): the active manifest's actions and their
+- C2PA content credentials (c2pa-python, in a child process: c2pa_reader.py): the active manifest's actions and their
   `digitalSourceType`, the claim generator, and whether the signature validates;
 - IPTC `DigitalSourceType` in an XMP packet (IPTC Photo Metadata Standard, NewsCodes
   vocabulary `digitalsourcetype`);
+- invisible generator watermarks in the pixels (watermark.py: SDXL, FLUX, SD1, SD2);
 - the text that generation tools write: AUTOMATIC1111/Forge `parameters` (PNG text, or
   EXIF UserComment in JPEG/WebP), ComfyUI `prompt`/`workflow`, InvokeAI `invokeai_metadata`,
   `invokeai_graph` and the older `sd-metadata`/`Dream`, NovelAI `Software: NovelAI`,
@@ -13,20 +14,21 @@ Three kinds of evidence, each from what its writers document:
 
 Metadata is hostile input: every read is bounded in size, text is matched with bounded
 regular expressions (no XML or JSON parser walks attacker-controlled nesting), and the
-C2PA read runs on a worker with a deadline. Nothing here raises; a part that cannot be
-read is skipped.
+C2PA read runs in a child process that is killed at its deadline. Nothing here raises; a
+part that cannot be read is skipped.
 """
 from __future__ import annotations
 
 import io
-import json
 import re
 import warnings
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 
-import c2pa
+import numpy as np
 from PIL import Image
+
+from gateway import watermark
+from gateway.c2pa_reader import Reader, ReadTimeout
+from gateway.metrics import C2PA_ABANDONED
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 # Digital source types that say the pixels were made by an algorithm (AI or not), and those
@@ -38,8 +40,7 @@ MAX_SCAN_BYTES = 32 * 1024 * 1024  # uploads are capped lower; this bounds every
 MAX_TEXT = 256 * 1024  # characters of one metadata text that are looked at
 C2PA_TIMEOUT_S = 2.0
 C2PA_MARKERS = (b"c2pa", b"jumb")  # a manifest store is a JUMBF box labelled c2pa
-_C2PA_CONTEXT = c2pa.Context.from_dict({"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}})
-_c2pa_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="c2pa")
+_c2pa = Reader(on_abandon=C2PA_ABANDONED.inc)
 
 XMP_PACKET = re.compile(rb"<x:xmpmeta[^>]{0,2000}>.{0,4000000}?</x:xmpmeta>", re.S)
 XMP_SOURCE_TYPE = re.compile(r"DigitalSourceType.{0,300}?digitalsourcetype/([A-Za-z]{1,60})", re.S | re.I)
@@ -55,14 +56,6 @@ def _evidence(source: str, detail: str, generator: str | None, ai: bool | None, 
 
 
 # -- C2PA --------------------------------------------------------------------------------
-def _c2pa_read(raw: bytes) -> dict | None:
-    try:
-        with c2pa.Reader(None, io.BytesIO(raw), context=_C2PA_CONTEXT) as reader:
-            return json.loads(reader.json())
-    except Exception:  # noqa: BLE001 - no manifest, or one that cannot be parsed: no evidence
-        return None
-
-
 def _generator(manifest: dict) -> str | None:
     info = manifest.get("claim_generator_info") or []
     if isinstance(info, list) and info and isinstance(info[0], dict) and info[0].get("name"):
@@ -88,10 +81,9 @@ def _source_types(manifest: dict) -> list[tuple[str, str | None]]:
 def c2pa_evidence(raw: bytes) -> list[dict]:
     if not any(m in raw[:MAX_SCAN_BYTES] for m in C2PA_MARKERS):
         return []
-    future = _c2pa_pool.submit(_c2pa_read, raw)
     try:
-        store = future.result(timeout=C2PA_TIMEOUT_S)
-    except FutureTimeout:
+        store = _c2pa.read(raw, C2PA_TIMEOUT_S)
+    except ReadTimeout:
         return [_evidence("c2pa", f"manifest not read within {C2PA_TIMEOUT_S:g} s", None, None)]
     if not store or not isinstance(store.get("manifests"), dict):
         return []
@@ -202,10 +194,11 @@ def _metadata(raw: bytes) -> tuple[dict[str, str], dict[str, str], list[str]]:
     return texts, exif_texts, xmp
 
 
-def read(raw: bytes) -> dict:
-    """{"ai_generated": True | False | None, "evidence": [...]} for one uploaded file."""
+def read(raw: bytes, rgb: np.ndarray | None = None) -> dict:
+    """{"ai_generated": True | False | None, "evidence": [...]} for one uploaded file; with its decoded
+    RGB pixels, the generator watermarks in them too."""
     texts, exif_texts, xmp = _metadata(raw)
-    evidence = c2pa_evidence(raw) + xmp_evidence(raw, xmp)
+    evidence = c2pa_evidence(raw) + xmp_evidence(raw, xmp) + (watermark.evidence(rgb) if rgb is not None else [])
     for source, fields in (("png_text", texts), ("exif", exif_texts)):
         for key, text in fields.items():
             hit = generator_marker(key, text)

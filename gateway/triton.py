@@ -11,6 +11,8 @@ import tritonclient.grpc as grpcclient
 from flask import current_app
 from tritonclient.utils import InferenceServerException
 
+from gateway.metrics import init_labels
+
 # Retry a lost connection within a second rather than gRPC's default back-off
 # (up to 2 minutes), so the gateway recovers as soon as Triton is back.
 CHANNEL_ARGS = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
@@ -98,6 +100,7 @@ class Triton:
                 return self._models
         index = self._call("get_model_repository_index", as_json=True).get("models", [])
         names = sorted({m["name"] for m in index})
+        init_labels(tuple(names))
         with self._lock:
             self._models = names
         return names

@@ -1,16 +1,30 @@
 """The verdict rule: provenance first, then the models, and UNSURE where the models cannot know.
 
-The rule's numbers (each model's weight, the threshold, the UNSURE margin and the domain
-limit) are fitted by `make evaluate` and written into every model's config.pbtxt
-(`parameters`), so they travel with the models; the gateway reads them from Triton.
+The rule's numbers (each model's weight, the threshold, the UNSURE margin, the domain limits
+and the measured confidence of a decided verdict) are fitted by `make evaluate` and written
+into every model's config.pbtxt (`parameters`), so they travel with the models; the gateway
+reads them from Triton and parses them once per set of loaded models.
+
+Where the models may decide: on what they were shown to be right about, and nowhere else.
+- "native": a 32x32 upload, CIFAKE's own size.
+- "resized": a small upload (no side over `max_side`, the largest enlargement measured) that
+  is a 32x32 image enlarged: its 32x32 view discards at most `max_detail_lost` grey levels,
+  and every model lands on the same side of the threshold.
+Anything else (a phone photo, a painting, a 1024 px render) is UNSURE: on 145 real-world images
+the models' scores were no better than a coin flip (ROC-AUC 0.49), and a wrong answer with a
+high confidence is the worst thing the service can say. The pixels decide the domain, never
+the container: the same pixels as PNG, WebP or JPEG get the same answer.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 
+from gateway.images import SIZE
+
 DOMAIN = ("The models judge images like the ones they learned from: 32x32 photos of everyday "
-          "objects (CIFAR-10) and 32x32 Stable Diffusion 1.4 renders.")
+          "objects (CIFAR-10) and 32x32 Stable Diffusion 1.4 renders, and small enlargements of them.")
+NATIVE, RESIZED = "native", "resized"
 
 
 class RuleError(RuntimeError):
@@ -22,7 +36,9 @@ class Rule:
     weights: dict[str, float]  # ensemble weight of each model, fitted on validation
     threshold: float  # ensemble P(FAKE) at or above it reads FAKE
     unsure_margin: float  # closer than this to the threshold: UNSURE
-    max_detail_lost: float  # an upload whose 32x32 view discards more detail is outside the models' domain
+    max_detail_lost: float  # a larger upload whose 32x32 view discards more detail is not an enlarged 32x32 image
+    max_side: int  # a larger upload with a side over this is outside the models' domain
+    confidence: dict[str, float]  # share of decided verdicts measured right: {"native": .., "resized": ..}
 
     @classmethod
     def from_parameters(cls, params: dict[str, dict[str, str]]) -> Rule:
@@ -34,8 +50,12 @@ class Rule:
         if len(rules) != 1:
             raise RuleError(f"the models carry different verdict rules: {sorted(rules)} (run `make evaluate`)")
         shared = json.loads(rules.pop())
-        return cls({m: float(p["ensemble_weight"]) for m, p in params.items()}, float(shared["threshold"]),
-                   float(shared["unsure_margin"]), float(shared["max_detail_lost"]))
+        try:
+            return cls({m: float(p["ensemble_weight"]) for m, p in params.items()}, float(shared["threshold"]),
+                       float(shared["unsure_margin"]), float(shared["max_detail_lost"]), int(shared["max_side"]),
+                       {k: float(shared["confidence"][k]) for k in (NATIVE, RESIZED)})
+        except KeyError as exc:
+            raise RuleError(f"the verdict rule lacks {exc} (written by an older `make evaluate`: run it again)") from None
 
     def combine(self, p_fake: dict[str, float]) -> float:
         """Weighted mean P(FAKE) of the models that answered, the weights renormalised over those."""
@@ -48,22 +68,40 @@ class Rule:
     def label(self, p: float) -> str:
         return "FAKE" if p >= self.threshold else "REAL"
 
-    def decide(self, p_fake: float, detail_lost: float, size: tuple[int, int], provenance: dict) -> dict:
-        """{"verdict", "decided_by", "reason", "confidence"} for one upload."""
+    def domain(self, size: tuple[int, int], detail_lost: float) -> str | None:
+        """NATIVE, RESIZED, or None when the upload is not an image the models know."""
+        if size == (SIZE, SIZE):
+            return NATIVE
+        if max(size) <= self.max_side and detail_lost <= self.max_detail_lost:
+            return RESIZED
+        return None
+
+    def decide(self, p_models: dict[str, float], size: tuple[int, int], detail_lost: float, provenance: dict) -> dict:
+        """{"verdict", "decided_by", "reason", "confidence", "domain", "models_used"} for one upload."""
         if provenance.get("ai_generated"):
             hit = next(e for e in provenance["evidence"] if e["ai_generated"])
             by = f" ({hit['generator']})" if hit.get("generator") else ""
-            return {"verdict": "FAKE", "decided_by": "provenance", "confidence": None,
-                    "reason": f"The file says it was generated: {hit['source']} {hit['detail']}{by}."}
-        if detail_lost > self.max_detail_lost:
+            return {"verdict": "FAKE", "decided_by": "provenance", "confidence": None, "domain": None,
+                    "models_used": False, "reason": f"The file says it was generated: {hit['source']} {hit['detail']}{by}."}
+        domain = self.domain(size, detail_lost)
+        unsure = {"verdict": "UNSURE", "decided_by": None, "confidence": None, "domain": domain}
+        if domain is None:
             w, h = size
-            return {"verdict": "UNSURE", "decided_by": None, "confidence": None,
-                    "reason": f"{DOMAIN} This {w}x{h} image has detail that their 32x32 view of it discards "
-                              f"({detail_lost:.1f} > {self.max_detail_lost:g} grey levels), and on such images "
-                              "their answers were no better than chance, so they do not decide."}
+            why = (f"larger than the {self.max_side} px they were measured on" if max(size) > self.max_side else
+                   f"detail that their 32x32 view discards ({detail_lost:.1f} > {self.max_detail_lost:g} grey levels)")
+            return {**unsure, "models_used": False,
+                    "reason": f"{DOMAIN} This {w}x{h} image is not one of those: it is {why}. On images from outside "
+                              "CIFAKE their answers were no better than chance, so they do not decide."}
+        p_fake = self.combine(p_models)
         if abs(p_fake - self.threshold) < self.unsure_margin:
-            return {"verdict": "UNSURE", "decided_by": None, "confidence": None,
+            return {**unsure, "models_used": True,
                     "reason": f"The models' combined score ({p_fake:.2f}) is too close to the line "
                               f"({self.threshold:g} +/- {self.unsure_margin:g}) to mean anything."}
-        return {"verdict": self.label(p_fake), "decided_by": "models",
-                "confidence": round(max(p_fake, 1 - p_fake), 6), "reason": None}
+        verdict = self.label(p_fake)
+        dissent = sorted(m for m, p in p_models.items() if self.label(p) != verdict)
+        if domain == RESIZED and dissent:
+            return {**unsure, "models_used": True,
+                    "reason": f"This is an enlarged image, and the models disagree about it ({', '.join(dissent)} "
+                              f"{'says' if len(dissent) == 1 else 'say'} {'REAL' if verdict == 'FAKE' else 'FAKE'})."}
+        return {"verdict": verdict, "decided_by": "models", "confidence": self.confidence[domain], "domain": domain,
+                "models_used": True, "reason": None}

@@ -10,7 +10,8 @@ Environment it reads (the README's table lists them too):
 Logs go to .run/logs/<service>.log.
 
 However the launcher is stopped (Ctrl-C once or twice, SIGTERM once or repeated, SIGHUP when
-its terminal closes) it stops everything it started; a second signal during the shutdown is
+its terminal closes, or that terminal hung up with no signal sent, as under `setsid` or
+`script -c`) it stops everything it started; a second signal during the shutdown is
 acknowledged, not obeyed halfway. Each child is also told to die with the launcher
 (PR_SET_PDEATHSIG), so not even a SIGKILL of the launcher leaves one behind.
 """
@@ -386,7 +387,12 @@ fakelens is up (logs in {stack.run_dir / 'logs'}):
   Prometheus    http://127.0.0.1:{p.prometheus}/
   Triton        http://127.0.0.1:{p.triton_http}/v2/health/ready
 Ctrl-C stops everything.""")
+        terminal = [fd for fd in (0, 1, 2) if os.isatty(fd)]
         while all(s.proc.poll() is None for s in stack.started):
+            # Under `setsid make up` or `script -c "make up"` no SIGHUP may reach us when the terminal closes,
+            # but a hung-up terminal stops being one (its ioctls fail): that is the hangup.
+            if terminal and not any(os.isatty(fd) for fd in terminal):
+                raise Shutdown("SIGHUP (the terminal is gone)")
             time.sleep(1)
         dead = [s.name for s in stack.started if s.proc.poll() is not None]
         say(f"{', '.join(dead)} exited; stopping the rest (see {stack.run_dir / 'logs'})", err=True)

@@ -2,22 +2,20 @@
 after real uploads, returns data; every metric a panel names is one the services export."""
 from __future__ import annotations
 
-import io
 import json
 import re
 import shutil
 import subprocess
 import time
 
-import numpy as np
 import pytest
 import requests
 import yaml
-from PIL import Image, PngImagePlugin
 
 from dashboard import build_dashboards
+from gateway import metrics
 from stack.launch import prometheus_config
-from tests.conftest import ROOT
+from tests.conftest import ROOT, start_stack
 
 DASHBOARDS = sorted((ROOT / "dashboard" / "grafana" / "dashboards").glob("*.json"))
 PROMQL_WORDS = {"rate", "sum", "by", "histogram_quantile", "or", "le", "model", "instance", "quantile", "reason",
@@ -75,44 +73,38 @@ def test_promtool_accepts_both_prometheus_configs(tmp_path):
     subprocess.run([promtool, "check", "config", str(local)], check=True)
 
 
-def _png(img: Image.Image, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "PNG", **kw)
-    return buf.getvalue()
-
-
-DETAILED = _png(Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)))
-_A1111 = PngImagePlugin.PngInfo()
-_A1111.add_text("parameters", "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1")
-A1111 = _png(Image.new("RGB", (64, 64), (40, 90, 160)), pnginfo=_A1111)
-
-
-def test_every_panel_query_returns_data(stack, gateway_url, cifake_samples):
-    for name, raw, _ in cifake_samples[:20]:  # real uploads, one and many at a time
-        requests.post(gateway_url + "/v1/predict", files={"image": (name, raw)}, timeout=30)
-    requests.post(gateway_url + "/v1/predict/batch", timeout=30,
-                  files=[("image", (n, raw)) for n, raw, _ in cifake_samples[:8]])
-    requests.post(gateway_url + "/v1/predict", files={"image": ("x.txt", b"not an image")}, timeout=30)
-    prom = f"http://127.0.0.1:{stack.ports.prometheus}/api/v1/query"
-
-    pending = targets()
-    deadline = time.time() + 60  # a few scrape intervals (5 s) for rates to have two points
-    while pending and time.time() < deadline:
-        time.sleep(3)
-        # keep some traffic flowing for the rate() windows: CIFAKE images, a detailed photo-sized image
-        # (UNSURE) and a file with generator metadata (provenance)
-        for name, raw in [(n, r) for n, r, _ in cifake_samples[20:23]] + [("big.png", DETAILED), ("a1111.png", A1111)]:
-            requests.post(gateway_url + "/v1/predict", files={"image": (name, raw)}, timeout=30)
-        still = []
-        for dash, title, expr in pending:
-            body = requests.get(prom, params={"query": as_prometheus_query(expr)}, timeout=10).json()
-            assert body["status"] == "success", f"{dash} / {title}: {body}"
-            if not body["data"]["result"]:
-                still.append((dash, title, expr))
-        pending = still
+def test_every_panel_query_returns_data_right_after_start_and_one_upload(tmp_path, cifake_samples):
+    """A fresh stack, one upload, nothing else: every known label set starts at zero, so no panel is empty."""
+    fresh = start_stack(tmp_path)
+    try:
+        name, raw, _ = cifake_samples[0]
+        url = f"http://127.0.0.1:{fresh.ports.gateway}"
+        assert requests.post(url + "/v1/predict", files={"image": (name, raw)}, timeout=30).status_code == 200
+        prom = f"http://127.0.0.1:{fresh.ports.prometheus}/api/v1/query"
+        pending = targets()
+        deadline = time.time() + 60  # a few scrape intervals (5 s) for rates to have two points
+        while pending and time.time() < deadline:
+            time.sleep(3)
+            still = []
+            for dash, title, expr in pending:
+                body = requests.get(prom, params={"query": as_prometheus_query(expr)}, timeout=10).json()
+                assert body["status"] == "success", f"{dash} / {title}: {body}"
+                if not body["data"]["result"]:
+                    still.append((dash, title, expr))
+            pending = still
+    finally:
+        fresh.stop()
     print(f"\nchecked {len(DASHBOARDS)} dashboards, {len({(d, t) for d, t, _ in targets()})} panels, "
           f"{len(targets())} queries: {len(targets()) - len(pending)} returned data")
     assert not pending, "queries with no data: " + "; ".join(f"{d} / {t}: {e}" for d, t, e in pending)
+
+
+def test_every_error_reason_the_gateway_gives_is_initialised():
+    """The reasons written in the gateway's code are metrics' known labels."""
+    code = "\n".join(p.read_text() for p in (ROOT / "gateway").glob("*.py") if p.name != "metrics.py")
+    given = set(re.findall(r'(?:ApiError\(\d+, |ModelError\(|reason = |error_response\(500, )"([a-z_]+)"', code))
+    given |= set(re.findall(r'\d{3}: "([a-z_]+)"', code)) | {"models_unavailable"}
+    assert len(given) >= 12 and given <= set(metrics.ERROR_REASONS), given - set(metrics.ERROR_REASONS)
 
 
 def test_every_metric_named_by_a_panel_is_exported(stack, gateway_url):

@@ -49,16 +49,18 @@ def alive(pids: set[int]) -> set[int]:
 
 
 class Up:
-    """`make -s up` on a pseudo-terminal, as a person runs it: the pty is its controlling terminal."""
+    """`make -s up` on a pseudo-terminal, as a person runs it: the pty is its controlling terminal
+    (or, with a wrapper such as `setsid -w` or `script`, the terminal its output goes to)."""
 
-    def __init__(self, ports: Ports):
+    def __init__(self, ports: Ports, wrapper: tuple[str, ...] = ()):
         env = {**os.environ, "GATEWAY_PORT": str(ports.gateway), "TRITON_HTTP_PORT": str(ports.triton_http),
                "TRITON_GRPC_PORT": str(ports.triton_grpc), "TRITON_METRICS_PORT": str(ports.triton_metrics),
                "PROMETHEUS_PORT": str(ports.prometheus), "PYTHONUNBUFFERED": "1"}
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: a new session whose controlling terminal is the pty
             os.chdir(ROOT)
-            os.execvpe("make", ["make", "-s", "up"], env)
+            argv = [*wrapper, "make", "-s", "up"] if wrapper[:1] != ("script",) else [*wrapper, "make -s up", "/dev/null"]
+            os.execvpe(argv[0], argv, env)
         os.set_inheritable(self.fd, False)  # a later case's `make up` must not hold this terminal open
         self.output = b""
         self.url = f"http://127.0.0.1:{ports.gateway}"
@@ -107,7 +109,7 @@ def stop(up: Up, how: str) -> None:
         for _ in range(3):
             os.killpg(up.pid, signal.SIGTERM)
             time.sleep(0.5)
-    elif how == "terminal closed":
+    elif how in ("terminal closed", "terminal closed under setsid", "terminal closed under script"):
         # The terminal's shell gets SIGHUP and, as bash does, resends it to its jobs: every process of the
         # foreground group (make and the launcher) gets one. Then the terminal itself is gone.
         os.killpg(up.pid, signal.SIGHUP)
@@ -118,7 +120,11 @@ def stop(up: Up, how: str) -> None:
         raise ValueError(how)
 
 
-STOPS = ["ctrl-c", "ctrl-c twice", "sigterm to the group", "sigterm repeated", "terminal closed", "launcher killed"]
+STOPS = ["ctrl-c", "ctrl-c twice", "sigterm to the group", "sigterm repeated", "terminal closed", "launcher killed",
+         "terminal closed under setsid", "terminal closed under script"]
+# `setsid -w make up`: make runs in a session of its own, which the terminal's hangup never signals.
+# `script -c "make up"`: make runs on script's own pseudo-terminal, behind the one that closes.
+WRAPPERS = {"terminal closed under setsid": ("setsid", "-w"), "terminal closed under script": ("script", "-qfec")}
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +143,7 @@ def clients():
 
 @pytest.mark.parametrize("how", STOPS)
 def test_stop_leaves_nothing_and_restarts_on_the_same_ports(ports, clients, how):
-    up = Up(ports)
+    up = Up(ports, WRAPPERS.get(how, ()))
     started = up.wait_up()
     assert len(started) >= 8, started  # make, launcher, tritonserver + 3 stubs, gunicorn + workers, nginx, prometheus
     clients.append(requests.Session())  # a client with an open connection while the stack stops and restarts
@@ -146,7 +152,7 @@ def test_stop_leaves_nothing_and_restarts_on_the_same_ports(ports, clients, how)
     stop(up, how)
     deadline = time.time() + GONE_TIMEOUT_S
     while (left := alive(started)) and time.time() < deadline:
-        if how != "terminal closed":
+        if not how.startswith("terminal closed"):
             up.read(0.5)
         else:
             time.sleep(0.5)

@@ -20,7 +20,8 @@ IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 EXIF_IFD, USER_COMMENT = 0x8769, 0x9286
 A1111 = ("a lighthouse at dusk\nNegative prompt: blurry\nSteps: 28, Sampler: DPM++ 2M Karras, CFG scale: 7, "
          "Seed: 1234, Size: 1024x1024, Model hash: 31e35c80fc, Model: sd_xl_base_1.0")
-RULE = Rule({"m": 1.0}, threshold=0.5, unsure_margin=0.05, max_detail_lost=8.0)
+RULE = Rule({"m": 1.0}, threshold=0.5, unsure_margin=0.05, max_detail_lost=8.0, max_side=128,
+            confidence={"native": 0.99, "resized": 0.98})
 
 
 def picture(fmt: str = "PNG", **save) -> bytes:
@@ -125,7 +126,7 @@ def _xmp_png(source_type: str) -> PngImagePlugin.PngInfo:
 def test_generator_markers_are_evidence_of_generation(case):
     found = provenance.read(AI_FILES[case]())
     assert found["ai_generated"] is True, (case, found)
-    decision = RULE.decide(0.1, 20.0, (64, 48), found)  # the models (REAL, out of domain) are overruled
+    decision = RULE.decide({"m": 0.1}, (64, 48), 20.0, found)  # the models (REAL, out of domain) are overruled
     assert decision["verdict"] == "FAKE" and decision["decided_by"] == "provenance", decision
 
 
@@ -134,7 +135,7 @@ def test_c2pa_ai_credential_signed_by_an_untrusted_test_ca_decides(signer_info):
     [hit] = [e for e in found["evidence"] if e["source"] == "c2pa"]
     assert found["ai_generated"] is True and hit["generator"] == "Test Generator 2"
     assert hit["signature"]["valid"] is True and hit["signature"]["trusted"] is False
-    assert RULE.decide(0.5, 0.0, (64, 48), found)["decided_by"] == "provenance"
+    assert RULE.decide({"m": 0.5}, (64, 48), 0.0, found)["decided_by"] == "provenance"
 
 
 def test_c2pa_credential_whose_image_was_altered_is_reported_invalid_and_still_counts(signer_info):
@@ -151,7 +152,7 @@ def test_c2pa_capture_credential_is_reported_not_flagged(signer_info):
     [hit] = found["evidence"]
     assert hit["source"] == "c2pa" and "digitalCapture" in hit["detail"]
     assert found["ai_generated"] is not True  # untrusted signer: reported, claims nothing
-    assert RULE.decide(0.9, 0.0, (64, 48), found)["decided_by"] == "models"
+    assert RULE.decide({"m": 0.9}, (64, 48), 0.0, found)["decided_by"] == "models"
 
 
 ORDINARY = {
@@ -176,7 +177,7 @@ def _camera_exif() -> bytes:
 def test_ordinary_metadata_never_claims_ai(case):
     found = provenance.read(ORDINARY[case]())
     assert found["ai_generated"] is not True, (case, found)
-    assert RULE.decide(0.9, 0.0, (64, 48), found)["decided_by"] == "models"
+    assert RULE.decide({"m": 0.9}, (64, 48), 0.0, found)["decided_by"] == "models"
 
 
 def test_no_metadata_says_nothing():
@@ -199,3 +200,19 @@ def test_hostile_metadata_is_bounded(case):
     found = provenance.read(HOSTILE[case])
     assert time.perf_counter() - start < provenance.C2PA_TIMEOUT_S + 3, case  # a hang, not a speed goal
     assert found["ai_generated"] in (True, False, None)
+
+
+def test_a_c2pa_read_past_its_deadline_is_killed_counted_and_the_next_read_works(signer_info):
+    from gateway.c2pa_reader import Reader, ReadTimeout
+    from gateway.metrics import C2PA_ABANDONED
+
+    raw = signed(signer_info, "trainedAlgorithmicMedia")
+    reader = Reader(on_abandon=C2PA_ABANDONED.inc)
+    assert reader.read(raw, 10)["active_manifest"]  # a live reader process answers
+    first = reader._proc
+    before = C2PA_ABANDONED._value.get()
+    with pytest.raises(ReadTimeout):
+        reader.read(raw, 0.0005)  # no reader answers in half a millisecond
+    assert first.poll() is not None  # killed, not left running
+    assert C2PA_ABANDONED._value.get() == before + 1
+    assert reader.read(raw, 10)["active_manifest"] and reader._proc.pid != first.pid  # a fresh reader

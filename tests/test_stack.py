@@ -51,7 +51,7 @@ def test_single_uploads_match_the_models_in_process(gateway_url, cifake_samples)
             assert body["verdict"] == "UNSURE" and body["confidence"] is None and body["reason"]
         else:
             assert body["verdict"] == ("FAKE" if mean >= 0.5 else "REAL") and body["decided_by"] == "models"
-            assert body["confidence"] == pytest.approx(max(mean, 1 - mean), abs=1e-5)
+            assert body["confidence"] == RULE.confidence["native"] and body["domain"] == "native"
         assert all(body["models"][m]["version"] == "1" for m in MODELS)
 
 

@@ -2,8 +2,8 @@
 
     python -m training.realworld   # -> training/results/realworld.json + realworld.png
 
-"As served" means the gateway's own code on the bytes a user uploads: provenance read
-from the file, gateway.images.decode (EXIF orientation, thumbnail, CIFAKE's JPEG), the
+"As served" means the gateway's own code on the bytes a user uploads: gateway.uploads.examine
+(provenance from the file and its pixels, EXIF orientation, thumbnail, CIFAKE's JPEG), the
 TorchScript files Triton serves, and the verdict rule from the model repository.
 Every image is also scored saved in the other container (AI images as PNG, the rest as
 lossless WebP: the same pixels), since in this set every AI image happens to be a WebP.
@@ -27,8 +27,8 @@ from PIL import Image, ImageOps
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
-from gateway import provenance
-from gateway.images import BadImage, decode
+from gateway.images import BadImage
+from gateway.uploads import examine
 from gateway.verdict import Rule
 from training import rule as rule_file
 from training.paths import REALWORLD, REPOSITORY, RESULTS
@@ -75,7 +75,7 @@ class Served:
         out, uploads = [], []
         for raw in raws:
             try:
-                uploads.append((decode(raw, MAX_PIXELS), provenance.read(raw)))
+                uploads.append(examine(raw, MAX_PIXELS))
             except BadImage as exc:
                 uploads.append((None, str(exc)))
         ok = [u for u, _ in uploads if u is not None]
@@ -89,16 +89,16 @@ class Served:
             if upload is None:
                 out.append({"verdict": None, "error": prov})
                 continue
-            p = self.rule.combine({m: float(v[i]) for m, v in probs.items()})
-            out.append({**self.rule.decide(p, upload.detail_lost, (upload.width, upload.height), prov),
-                        "prob_fake": p, "models": {m: float(v[i]) for m, v in probs.items()},
+            p_models = {m: float(v[i]) for m, v in probs.items()}
+            out.append({**self.rule.decide(p_models, (upload.width, upload.height), upload.detail_lost, prov),
+                        "prob_fake": self.rule.combine(p_models), "models": p_models,
                         "detail_lost": upload.detail_lost, "size": [upload.width, upload.height]})
             i += 1
         return out
 
 
 def figures(rows: list[dict]) -> dict:
-    """Per label: counts of REAL / FAKE / UNSURE, wrong-verdict rate, coverage (right verdicts)."""
+    """Per label: REAL / FAKE / UNSURE counts, decided, right, wrong; overall: the share of decided verdicts right."""
     out = {}
     for label in RIGHT:
         mine = [r for r in rows if r["label"] == label]
@@ -107,9 +107,13 @@ def figures(rows: list[dict]) -> dict:
         counts["error"] = sum(r["verdict"] is None for r in mine)
         wrong = sum(r["verdict"] in ("REAL", "FAKE") and r["verdict"] != RIGHT[label] for r in mine)
         right = sum(r["verdict"] == RIGHT[label] for r in mine)
-        out[label] = {"images": n, **counts, "wrong": wrong, "wrong_rate": round(wrong / max(n, 1), 4),
-                      "right": right, "coverage": round(right / max(n, 1), 4),
+        out[label] = {"images": n, **counts, "decided": right + wrong, "wrong": wrong,
+                      "wrong_rate": round(wrong / max(n, 1), 4), "right": right, "coverage": round(right / max(n, 1), 4),
                       "unsure_rate": round(counts["UNSURE"] / max(n, 1), 4)}
+    decided = sum(out[label]["decided"] for label in RIGHT)
+    out["decided"] = decided
+    out["decided_right"] = round(sum(out[label]["right"] for label in RIGHT) / decided, 4) if decided else None
+    out["by_models"] = sum(r.get("decided_by") == "models" for r in rows)
     scored = [r for r in rows if r["label"] in ("ai_generated", "real_photo") and r.get("prob_fake") is not None]
     out["roc_auc_ai_vs_real_photo"] = round(float(roc_auc_score(
         [r["label"] == "ai_generated" for r in scored], [r["prob_fake"] for r in scored])), 4)
@@ -118,13 +122,18 @@ def figures(rows: list[dict]) -> dict:
 
 def markdown_table(report: dict) -> str:
     """The README's table, from realworld.json."""
-    lines = ["| label | images | container | REAL | FAKE | UNSURE | wrong | right (coverage) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| label | images | container | decided | right | wrong | UNSURE |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for label in RIGHT:
         for container in ("as_shipped", "other_container"):
             f = report[container][label]
-            lines.append(f"| {label} | {f['images']} | {container.replace('_', ' ')} | {f['REAL']} | {f['FAKE']} | "
-                         f"{f['UNSURE']} | {f['wrong']} ({f['wrong_rate']:.0%}) | {f['right']} ({f['coverage']:.0%}) |")
+            lines.append(f"| {label} | {f['images']} | {container.replace('_', ' ')} | {f['decided']} | {f['right']} | "
+                         f"{f['wrong']} ({f['wrong_rate']:.0%}) | {f['UNSURE']} ({f['unsure_rate']:.0%}) |")
+    for container in ("as_shipped", "other_container"):
+        f = report[container]
+        share = "-" if f["decided_right"] is None else f"{f['decided_right']:.0%}"
+        lines.append(f"| all | {report['images']} | {container.replace('_', ' ')} | {f['decided']} | "
+                     f"decided right: {share} | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -143,14 +152,17 @@ def reliability_plot(rows: list[dict], path: Path, bins: int = 10) -> None:
     ax.set(xlabel="models' P(FAKE) of the 32x32 thumbnail", ylabel="fraction actually AI-generated",
            title="Reliability outside CIFAKE", xlim=(0, 1), ylim=(0, 1))
     ax.legend(loc="upper left")
+    limits = next(iter(scored), {}).get("limits")
     for label, color in (("real_photo", "tab:blue"), ("human_nonphoto", "tab:green"), ("ai_generated", "tab:red")):
-        hist.hist([r["detail_lost"] for r in scored if r["label"] == label], bins=20, range=(0, 30), alpha=0.5,
-                  color=color, label=label)
-    limit = next(iter(scored), {}).get("max_detail_lost")
-    if limit:
-        hist.axvline(limit, color="black", label=f"domain limit {limit:g}")
-    hist.set(xlabel="detail the 32x32 view discards (grey levels)", ylabel="images", title="Outside the models' domain")
-    hist.legend()
+        mine = [r for r in scored if r["label"] == label]
+        hist.scatter([max(r["size"]) for r in mine], [r["detail_lost"] for r in mine], s=14, alpha=0.7, color=color,
+                     label=label)
+    if limits:
+        side, detail = limits
+        hist.fill_between([32, side], 0, detail, color="grey", alpha=0.2, label="where the models may decide")
+    hist.set(xscale="log", xlabel="longer side (px)", ylabel="detail the 32x32 view discards (grey levels)",
+             title="Outside the models' domain")
+    hist.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -161,7 +173,8 @@ def evaluate(folder: Path, repository: Path, results: Path) -> dict:
     served = Served(repository)
     report = {"images": len(images), "source": str(folder), "rule": {
         "weights": served.rule.weights, "threshold": served.rule.threshold,
-        "unsure_margin": served.rule.unsure_margin, "max_detail_lost": served.rule.max_detail_lost}}
+        "unsure_margin": served.rule.unsure_margin, "max_detail_lost": served.rule.max_detail_lost,
+        "max_side": served.rule.max_side, "confidence": served.rule.confidence}}
     per_file = []
     for container in ("as_shipped", "other_container"):
         rows = []
@@ -169,10 +182,11 @@ def evaluate(folder: Path, repository: Path, results: Path) -> dict:
             raw = item["raw"] if container == "as_shipped" else other_container(item["raw"], item["label"])
             result = served([raw])[0]
             rows.append({"file": item["file"], "label": item["label"], **result,
-                         "max_detail_lost": served.rule.max_detail_lost})
+                         "limits": (served.rule.max_side, served.rule.max_detail_lost)})
         report[container] = figures(rows)
         per_file.append(rows)
     report["files"] = [{"file": a["file"], "label": a["label"], "verdict": a["verdict"], "other_container": b["verdict"],
+                        "decided_by": a.get("decided_by"),
                         "prob_fake": round(a.get("prob_fake") or 0, 4), "detail_lost": a.get("detail_lost"),
                         "size": a.get("size"), "error": a.get("error")} for a, b in zip(*per_file)]
     results.mkdir(parents=True, exist_ok=True)
@@ -183,6 +197,7 @@ def evaluate(folder: Path, repository: Path, results: Path) -> dict:
         print(f"{container}: " + "; ".join(
             f"{label} wrong {f['wrong_rate']:.0%} unsure {f['unsure_rate']:.0%} right {f['coverage']:.0%}"
             for label, f in report[container].items() if isinstance(f, dict))
+            + f"; decided {report[container]['decided']} ({report[container]['decided_right']} right)"
             + f"; ROC-AUC ai vs photo {report[container]['roc_auc_ai_vs_real_photo']}")
     return report
 

@@ -50,13 +50,17 @@ async function classify(file) {
 }
 
 const HEADLINE = { FAKE: "AI-generated", REAL: "Real photo", UNSURE: "Unsure" };
+const MEASURED_ON = { native: "32x32 CIFAKE images", resized: "enlarged 32x32 CIFAKE images" };
 
 function show(r) {
   const v = $("#verdict");
   v.className = r.verdict.toLowerCase();
   v.dataset.verdict = r.verdict;
-  v.textContent = HEADLINE[r.verdict] + (r.confidence !== null ? " - " + pct(r.confidence) + " confident" : "")
-    + (r.decided_by === "provenance" ? " - the file says so" : "");
+  v.textContent = HEADLINE[r.verdict] + (r.decided_by === "provenance" ? " - the file says so" : "");
+  // A decided verdict's confidence is how often such verdicts were right when measured, not a model's probability.
+  $("#confidence").textContent = r.confidence !== null
+    ? `Verdicts like this one were right ${pct(r.confidence)} of the time, measured on ${MEASURED_ON[r.domain]}.` : "";
+  $("#confidence").hidden = r.confidence === null;
   $("#reason").textContent = r.reason || "";
   $("#reason").hidden = !r.reason;
   const evidence = $("#evidence");
@@ -71,7 +75,7 @@ function show(r) {
   $("#provenance").hidden = !r.provenance.evidence.length;
   const t = r.thumbnail;
   $("#thumb-note").textContent = `What the models make of the ${t.width}x${t.height} upload scaled to 32x32`
-    + (t.in_domain ? "" : " (outside what they know: their view is shown, not used)") + ":";
+    + (r.models_used ? ":" : ": not used for this verdict" + (t.in_domain ? "." : ", since the image is outside what they know."));
   const models = $("#models");
   models.innerHTML = "";
   for (const [name, m] of Object.entries(r.models)) {
@@ -82,8 +86,10 @@ function show(r) {
       <span class="value"></span>`;
     row.querySelector(".name").textContent = name + (m.version ? " v" + m.version : "");
     row.querySelector(".fill").style.width = pct(m.prob_fake);
-    row.querySelector(".fill").classList.add(m.verdict.toLowerCase());
-    row.querySelector(".value").textContent = `P(fake) ${pct(m.prob_fake)} · ${m.latency_ms.toFixed(1)} ms`;
+    // Scores the verdict did not use are drawn neutral: a red "99% fake" bar would say what the service did not.
+    row.querySelector(".fill").classList.add(r.models_used ? m.verdict.toLowerCase() : "unused");
+    row.querySelector(".value").textContent = (r.models_used ? "" : "not used · ")
+      + `P(fake) ${pct(m.prob_fake)} · ${m.latency_ms.toFixed(1)} ms`;
     models.appendChild(row);
   }
   $("#result").hidden = false;
@@ -106,16 +112,27 @@ async function loadBenchmark() {
     tbody.appendChild(tr);
   }
   $("#bench-notes").textContent = (body.notes || []).join(" ");
+  const cell = (tr, c) => { const td = document.createElement("td"); td.textContent = c; tr.appendChild(td); };
+  if (body.ensemble && body.ensemble.decided_accuracy !== undefined) {
+    $("#cifake-decided").textContent = `Served verdict on the whole CIFAKE test split: ${pct(body.ensemble.unsure_rate)} UNSURE, `
+      + `${pct(body.ensemble.decided_accuracy)} of the rest right` + (body.ensemble.enlarged
+        ? `; on test images enlarged 1.25-4x: ${pct(body.ensemble.enlarged.unsure_rate)} UNSURE, `
+          + `${pct(body.ensemble.enlarged.decided_accuracy)} of the rest right.` : ".");
+  }
   const rw = $("#realworld-table tbody");
   for (const [container, figures] of Object.entries(body.realworld || {})) {
     if (container === "images" || !figures) continue;
     for (const label of ["real_photo", "human_nonphoto", "ai_generated"]) {
       const f = figures[label];
       const tr = document.createElement("tr");
-      [label, container.replace("_", " "), f.images, f.REAL, f.FAKE, f.UNSURE, pct(f.wrong_rate), pct(f.coverage)]
-        .forEach((c) => { const td = document.createElement("td"); td.textContent = c; tr.appendChild(td); });
+      [label, container.replace("_", " "), f.images, f.decided, f.right, f.wrong, f.UNSURE].forEach((c) => cell(tr, c));
       rw.appendChild(tr);
     }
+    const all = document.createElement("tr");
+    all.className = "decided-row";
+    ["all: decided verdicts right", container.replace("_", " "), body.realworld.images, figures.decided,
+      figures.decided ? pct(figures.decided_right) : "none decided", "", ""].forEach((c) => cell(all, c));
+    rw.appendChild(all);
   }
   $("#realworld").hidden = !body.realworld;
   benchLoaded = true;
