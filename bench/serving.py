@@ -8,11 +8,15 @@ One run measures, on the same machine and the same real CIFAKE test images:
   2. the stack (nginx -> gunicorn gateway -> Triton) at each concurrency level, one image a request,
   3. the stack's batch path: `fakelens scan` (client/) at its default settings over a folder,
   4. the seed-style server (one process, three models in a row) at the same levels,
+  5. what optional work costs: single uploads at concurrency 16 with each feature on (the stack of 2.)
+     and off (a second stack), on the CIFAKE images and on the same images enlarged to 512 px
+     (large enough to carry a generator watermark, so the watermark reader runs on each),
 then prints the table and writes bench/results/serving.json and serving.png.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -25,6 +29,7 @@ from pathlib import Path
 
 import requests
 import torch
+from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import RESULTS, inprocess
@@ -108,6 +113,41 @@ def breakdown(before: dict, after: dict, requests_ok: int) -> dict:
                          "queue_ms": round(delta[(model, "nv_inference_queue_duration_us")] / n / 1000, 2) if n else None}
     return {"cpu_ms_per_request": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
             "cpu_ms_per_request_total": round(sum(cpu.values()), 2), "triton": models}
+
+
+# Each optional feature of the gateway, and the setting that turns it off (5. above).
+FEATURES = {"watermark reading": {"FAKELENS_WATERMARKS": "0"}}
+AB_CONCURRENCY = 16
+
+
+def enlarged(images: list[bytes], side: int = 512) -> list[bytes]:
+    """The images enlarged to side x side PNG: photo-sized uploads that every pixel-reading feature works on."""
+    out = []
+    for raw in images:
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(raw)).convert("RGB").resize((side, side), Image.BICUBIC).save(buf, "PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def feature_costs(url: str, sets: dict[str, list[bytes]], seconds: float, workers: int, threads: int,
+                  model_threads: int) -> dict:
+    """req/s at AB_CONCURRENCY with every feature on (`url`) and with each feature off (a stack of its own)."""
+    def measure(target: str) -> dict:
+        return {name: run_level(target + "/v1/predict", imgs, AB_CONCURRENCY, seconds).summary()
+                for name, imgs in sets.items()}
+    out = {"concurrency": AB_CONCURRENCY, "all on": measure(url)}
+    for feature, env in FEATURES.items():
+        with Stack(Ports(*free_ports(5)), run_dir=ROOT / ".run" / "bench-off", services=("triton", "gateway"),
+                   workers=workers, threads=threads, model_threads=model_threads, limits=UNLIMITED,
+                   gateway_env=env) as off:
+            out[f"{feature} off"] = measure(f"http://127.0.0.1:{off.ports.gateway}")
+        out[f"{feature}: on over off"] = {name: round(out["all on"][name]["rps"] / out[f"{feature} off"][name]["rps"], 3)
+                                          for name in sets}
+        print(f"  {feature}: req/s at c{AB_CONCURRENCY} on / off: " + "; ".join(
+            f"{name} {out['all on'][name]['rps']:.1f} / {out[f'{feature} off'][name]['rps']:.1f}" for name in sets),
+              flush=True)
+    return out
 
 
 def seed_levels(images: list[bytes], levels: list[int], seconds: float) -> list[dict]:
@@ -208,6 +248,9 @@ def main() -> None:
     try:
         result["stack"] = measure_levels("stack", url + "/v1/predict", images, levels, args.seconds, stack)
         result["batch"] = measure_batch_path(url, images, ROOT / ".run" / "bench-images", stack)
+        if stack:  # the features are switched off in stacks of its own making
+            result["features"] = feature_costs(url, {"CIFAKE 32x32": images, "enlarged to 512 px": enlarged(images[:200])},
+                                               args.seconds, args.workers, args.threads, args.model_threads)
     finally:
         if stack:
             stack.stop()

@@ -30,13 +30,13 @@ def _uploads() -> list:
 
 def _read(files: list) -> list[tuple[Upload, dict]]:
     """Each upload decoded for the models, with the provenance its bytes and pixels carry."""
-    max_pixels = current_app.config["MAX_PIXELS"]
+    max_pixels, watermarks = current_app.config["MAX_PIXELS"], current_app.config["WATERMARKS"]
     out = []
     for i, f in enumerate(files):
         raw = f.read()
         UPLOAD_BYTES.observe(len(raw))
         try:
-            upload, evidence = examine(raw, max_pixels)
+            upload, evidence = examine(raw, max_pixels, watermarks)
         except BadImage as exc:
             where = f"image {i + 1} ({f.filename!r})" if len(files) > 1 else f"{f.filename or 'the upload'!r}"
             status = 413 if exc.reason == "too_many_pixels" else 400

@@ -17,6 +17,7 @@ DEFAULTS = {
     "MAX_BATCH_ITEMS": 32,
     "RESULTS_DIR": str(ROOT / "training" / "results"),  # benchmark.json and the training plots
     "API_KEYS_FILE": None,  # one key per line; when set, /v1/* needs "Authorization: Bearer <key>"
+    "WATERMARKS": True,  # read generator watermarks from the pixels (off only to measure what reading them costs)
 }
 
 # Environment variable -> (setting, parser)
@@ -28,6 +29,7 @@ ENV = {
     "FAKELENS_MAX_BATCH_ITEMS": ("MAX_BATCH_ITEMS", int),
     "FAKELENS_RESULTS_DIR": ("RESULTS_DIR", str),
     "FAKELENS_API_KEYS_FILE": ("API_KEYS_FILE", str),
+    "FAKELENS_WATERMARKS": ("WATERMARKS", lambda v: v.lower() not in ("0", "false", "no", "off")),
 }
 
 

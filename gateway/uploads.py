@@ -7,7 +7,7 @@ import numpy as np
 from gateway import images, provenance
 
 
-def examine(raw: bytes, max_pixels: int) -> tuple[images.Upload, dict]:
+def examine(raw: bytes, max_pixels: int, watermarks: bool = True) -> tuple[images.Upload, dict]:
     """(the Upload, its provenance); raises images.BadImage for what cannot be judged."""
     rgb = images.open_rgb(raw, max_pixels)
-    return images.view(rgb), provenance.read(raw, np.asarray(rgb))
+    return images.view(rgb), provenance.read(raw, np.asarray(rgb) if watermarks else None)

@@ -181,7 +181,7 @@ class Stack:
     def __init__(self, ports: Ports | None = None, run_dir: Path = ROOT / ".run",
                  repository: Path = ROOT / "model_repository", workers: int | None = None, threads: int | None = None,
                  model_threads: int = 1, services: tuple[str, ...] = ("triton", "gateway", "prometheus"),
-                 startup_timeout: float = 120, limits: Limits | None = None):
+                 startup_timeout: float = 120, limits: Limits | None = None, gateway_env: dict[str, str] | None = None):
         self.ports = ports or Ports.from_env()
         self.run_dir = run_dir
         self.repository = repository
@@ -192,6 +192,7 @@ class Stack:
         # The gateway is only ever reached through its proxy
         self.wanted = tuple(n for name in services for n in ((name, "proxy") if name == "gateway" else (name,)))
         self.timeout = startup_timeout
+        self.gateway_env = gateway_env or {}  # FAKELENS_* settings for this stack's gateway alone (benchmarks, tests)
         self.started: list[Service] = []
 
     # -- service definitions -------------------------------------------------
@@ -229,6 +230,7 @@ class Stack:
                "FAKELENS_TRITON_URL": f"127.0.0.1:{self.ports.triton_grpc}",
                "GATEWAY_BIND": f"unix:{self.socket}"}
         env.update({k: str(v) for k, v in (("GATEWAY_WORKERS", self.workers), ("GATEWAY_THREADS", self.threads)) if v})
+        env.update(self.gateway_env)
         argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gateway" / "gunicorn_conf.py"),
                 "gateway.app:create_app()"]
         return Service("gateway", argv, f"unix:{self.socket}", env)

@@ -90,3 +90,13 @@ def test_images_too_small_to_carry_a_mark_are_not_decoded():
     tiny = np.random.default_rng(0).integers(0, 256, (255, 256, 3), dtype=np.uint8)
     assert watermark.evidence(embed(np.pad(tiny, ((0, 1), (0, 0), (0, 0))), MARKS["FLUX"].bits))  # 256x256 carries it
     assert watermark.evidence(tiny) == []
+
+
+def test_watermark_reading_can_be_switched_off_for_the_benchmark(photos):
+    from gateway.config import from_env
+    from gateway.uploads import examine
+
+    raw = jpeg(embed(photos[0], MARKS["FLUX"].bits), quality=95, subsampling=0)
+    assert examine(raw, 50_000_000)[1]["ai_generated"] is True
+    assert examine(raw, 50_000_000, watermarks=False)[1]["evidence"] == []
+    assert from_env({"FAKELENS_WATERMARKS": "0"})["WATERMARKS"] is False and from_env({})["WATERMARKS"] is True
