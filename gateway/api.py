@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
+from gateway import records
 from gateway.auth import require_key
 from gateway.errors import ApiError
 from gateway.images import BadImage, Upload
@@ -28,20 +30,28 @@ def _uploads() -> list:
     return files
 
 
-def _read(files: list) -> list[tuple[Upload, dict]]:
-    """Each upload decoded for the models, with the provenance its bytes and pixels carry."""
-    max_pixels, watermarks = current_app.config["MAX_PIXELS"], current_app.config["WATERMARKS"]
+@dataclass(frozen=True)
+class Item:
+    """One upload as the predict endpoints use it."""
+    raw: bytes
+    upload: Upload
+    provenance: dict
+    hashes: dict | None  # {"sha256", "pdq", "pdq_quality"} when records are on
+
+
+def _read(files: list) -> list[Item]:
+    """Each upload decoded for the models, with the provenance its bytes and pixels carry, and its hashes."""
+    cfg = current_app.config
     out = []
     for i, f in enumerate(files):
         raw = f.read()
         UPLOAD_BYTES.observe(len(raw))
         try:
-            upload, evidence = examine(raw, max_pixels, watermarks)
+            out.append(Item(raw, *examine(raw, cfg["MAX_PIXELS"], cfg["WATERMARKS"], cfg["RECORDS"])))
         except BadImage as exc:
             where = f"image {i + 1} ({f.filename!r})" if len(files) > 1 else f"{f.filename or 'the upload'!r}"
             status = 413 if exc.reason == "too_many_pixels" else 400
             raise ApiError(status, exc.reason, f"{where}: {exc}", item=i) from None
-        out.append((upload, evidence))
     return out
 
 
@@ -61,9 +71,10 @@ def _rule(answers: dict) -> Rule:
         raise ApiError(503, "no_verdict_rule", str(exc)) from None
 
 
-def _results(uploads: list[tuple[Upload, dict]], endpoint: str) -> list[dict]:
-    """One result per upload: every model's view of its 32x32 thumbnail, the provenance, and the verdict."""
-    pixels = np.stack([u.pixels for u, _ in uploads])
+def _results(items: list[Item], endpoint: str) -> list[dict]:
+    """One result per upload: every model's view of its 32x32 thumbnail, the provenance, a match in the banks,
+    the verdict, and its scan record."""
+    pixels = np.stack([it.upload.pixels for it in items])
     try:
         answers, errors = get_triton().fan_out(pixels)
     except ModelError as exc:  # Triton could not even list its models
@@ -82,7 +93,9 @@ def _results(uploads: list[tuple[Upload, dict]], endpoint: str) -> list[dict]:
     if errors:
         DEGRADED.inc(len(pixels))
     results = []
-    for i, (upload, prov) in enumerate(uploads):
+    found = records.matches([it.hashes for it in items])
+    for i, (it, match) in enumerate(zip(items, found)):
+        upload, prov = it.upload, it.provenance
         models = {}
         for model, a in answers.items():
             p = float(a.p_fake[i])
@@ -91,7 +104,7 @@ def _results(uploads: list[tuple[Upload, dict]], endpoint: str) -> list[dict]:
             VERDICTS.labels(model, models[model]["verdict"]).inc()
         p_models = {m: float(a.p_fake[i]) for m, a in answers.items()}
         p_fake = rule.combine(p_models)
-        decision = rule.decide(p_models, (upload.width, upload.height), upload.detail_lost, prov)
+        decision = rule.decide(p_models, (upload.width, upload.height), upload.detail_lost, prov, match)
         VERDICTS.labels("ensemble", decision["verdict"]).inc()
         for e in prov["evidence"]:
             PROVENANCE.labels(e["source"], str(e["ai_generated"]).lower()).inc()
@@ -104,6 +117,8 @@ def _results(uploads: list[tuple[Upload, dict]], endpoint: str) -> list[dict]:
                                                                upload.detail_lost) is not None},
                         "models": models, "provenance": prov, "degraded": bool(errors), "missing": sorted(errors),
                         "errors": {m: str(e) for m, e in errors.items()}})
+    records.record([it.raw for it in items], [it.upload.format for it in items], [it.hashes for it in items],
+                   results, rule)
     return results
 
 

@@ -5,10 +5,12 @@ import time
 
 from flask import Flask, g, request
 
-from gateway import api, errors, health, pages
+from gateway import api, errors, health, pages, review
 from gateway.auth import load_keys
 from gateway.config import from_env
+from gateway.known import Index
 from gateway.metrics import REQUEST_SECONDS, init_labels
+from gateway.store import Store, StoreError
 from gateway.triton import Triton
 
 
@@ -20,7 +22,14 @@ def create_app(config: dict | None = None) -> Flask:
     app.json.sort_keys = False
     app.extensions["triton"] = Triton(app.config["TRITON_URL"], app.config["TRITON_TIMEOUT_S"])
     app.extensions["api_keys"] = load_keys(app.config["API_KEYS_FILE"])
-    for bp in (api.bp, health.bp, pages.bp):
+    if app.config["RECORDS"]:
+        app.extensions["store"] = store = Store(app.config["DATABASE_URL"])
+        try:
+            store.migrate()  # idempotent; under gunicorn the master has done it already
+        except StoreError as exc:  # predictions go on unrecorded; the store migrates when the database is back
+            app.logger.warning("database unavailable at start: %s", exc)
+        app.extensions["index"] = Index()
+    for bp in (api.bp, review.bp, health.bp, pages.bp):
         app.register_blueprint(bp)
     errors.register(app)
     init_labels()

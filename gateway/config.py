@@ -18,7 +18,19 @@ DEFAULTS = {
     "RESULTS_DIR": str(ROOT / "training" / "results"),  # benchmark.json and the training plots
     "API_KEYS_FILE": None,  # one key per line; when set, /v1/* needs "Authorization: Bearer <key>"
     "WATERMARKS": True,  # read generator watermarks from the pixels (off only to measure what reading them costs)
+    # Scan records, reviews and banks (gateway/store.py). The default is a SQLite file in .data/, which
+    # `make clean` keeps; compose and Kubernetes give a PostgreSQL URL.
+    "DATABASE_URL": f"sqlite:///{ROOT / '.data' / 'fakelens.db'}",
+    "RECORDS": True,  # record every scan and match uploads against the banks (off only to measure what they cost)
+    "KEEP_IMAGES": False,  # keep each upload's bytes with its record, for the review page
+    "IMAGE_RETENTION_DAYS": 30.0,  # kept images are dropped after this long
+    "MAX_NOTE_CHARS": 2000,  # a review's note
 }
+
+
+def flag(value: str) -> bool:
+    return value.strip().lower() not in ("0", "false", "no", "off", "")
+
 
 # Environment variable -> (setting, parser)
 ENV = {
@@ -29,7 +41,11 @@ ENV = {
     "FAKELENS_MAX_BATCH_ITEMS": ("MAX_BATCH_ITEMS", int),
     "FAKELENS_RESULTS_DIR": ("RESULTS_DIR", str),
     "FAKELENS_API_KEYS_FILE": ("API_KEYS_FILE", str),
-    "FAKELENS_WATERMARKS": ("WATERMARKS", lambda v: v.lower() not in ("0", "false", "no", "off")),
+    "FAKELENS_WATERMARKS": ("WATERMARKS", flag),
+    "FAKELENS_DATABASE_URL": ("DATABASE_URL", str),
+    "FAKELENS_RECORDS": ("RECORDS", flag),
+    "FAKELENS_KEEP_IMAGES": ("KEEP_IMAGES", flag),
+    "FAKELENS_IMAGE_RETENTION_DAYS": ("IMAGE_RETENTION_DAYS", float),
 }
 
 

@@ -5,9 +5,10 @@ from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 from gateway.metrics import ERRORS
+from gateway.store import StoreError
 
 # Werkzeug's own errors -> our reason labels
-HTTP_REASONS = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+HTTP_REASONS = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
 
 
 class ApiError(Exception):
@@ -28,6 +29,10 @@ def register(app: Flask) -> None:
         if status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="fakelens"'
         return response, status
+
+    @app.errorhandler(StoreError)
+    def store_error(e: StoreError):
+        return error_response(503, "database_unavailable", f"the database did not answer in time: {e}")
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException):

@@ -14,6 +14,19 @@ accesslog = "-"
 errorlog = "-"
 
 
+def on_starting(server):
+    # Migrate once, in the master, before any worker opens the database (the workers' own check is then a no-op).
+    from gateway.config import from_env
+    from gateway.store import Store, StoreError
+
+    settings = from_env()
+    if settings["RECORDS"]:
+        try:
+            Store(settings["DATABASE_URL"]).migrate()
+        except StoreError as exc:  # the workers try again, and keep answering meanwhile
+            server.log.warning("database unavailable at start: %s", exc)
+
+
 def child_exit(server, worker):
     # Without this, a dead worker's gauges would stay in the multiprocess files.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -29,4 +29,5 @@ def readyz():
 
 @bp.get("/metrics")
 def metrics():
-    return Response(render(current_app.config["RESULTS_DIR"]), mimetype="text/plain; version=0.0.4")
+    return Response(render(current_app.config["RESULTS_DIR"], current_app.extensions.get("store")),
+                    mimetype="text/plain; version=0.0.4")

@@ -40,6 +40,7 @@ class Upload:
     width: int  # as uploaded, after EXIF orientation
     height: int
     detail_lost: float  # RMS grey levels the 32x32 view discards (0 for a 32x32 upload); see detail_lost()
+    format: str = ""  # the container as Pillow names it (JPEG, PNG, ...), for the record
 
 
 def _open(raw: bytes, max_pixels: int) -> Image.Image:
@@ -120,8 +121,10 @@ def model_view(rgb: Image.Image) -> np.ndarray:
 
 
 def open_rgb(raw: bytes, max_pixels: int) -> Image.Image:
-    """The upload's pixels (first frame, EXIF orientation applied, RGB), or BadImage with a reason a person can act on."""
+    """The upload's pixels (first frame, EXIF orientation applied, RGB; info["format"] says what it came in),
+    or BadImage with a reason a person can act on."""
     img = _open(raw, max_pixels)
+    fmt = img.format
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -133,11 +136,12 @@ def open_rgb(raw: bytes, max_pixels: int) -> Image.Image:
         raise
     except Exception as exc:  # truncated data, bad EXIF, corrupt frames, bombs: all "cannot decode"
         raise BadImage(f"the image cannot be decoded: {exc}") from None
+    rgb.info["format"] = fmt
     return rgb
 
 
 def view(rgb: Image.Image) -> Upload:
-    return Upload(model_view(rgb), *rgb.size, round(detail_lost(rgb), 3))
+    return Upload(model_view(rgb), *rgb.size, round(detail_lost(rgb), 3), rgb.info.get("format", ""))
 
 
 def decode(raw: bytes, max_pixels: int) -> Upload:

@@ -24,6 +24,13 @@ IMAGES = Counter("fakelens_images_total", "Images classified", ["endpoint"])
 PROVENANCE = Counter("fakelens_provenance_evidence_total", "Provenance evidence found in uploads, by source "
                      "and by what it claims (ai_generated: true, false or none)", ["source", "ai_generated"])
 C2PA_ABANDONED = Counter("fakelens_c2pa_abandoned_total", "C2PA manifest reads killed at their deadline")
+SCANS_RECORDED = Counter("fakelens_scans_recorded_total", "Scan records stored")
+RECORD_FAILURES = Counter("fakelens_record_failures_total", "Scans answered without a record, or bank syncs "
+                          "missed, because the database was down or locked", ["operation"])
+MATCHES = Counter("fakelens_matches_total", "Uploads matched to a bank of reviewed images", ["bank"])
+REVIEWS = Counter("fakelens_reviews_total", "Reviews by people, by the label they gave", ["label"])
+AGREEMENT = Counter("fakelens_review_agreement_total", "Reviewed scans: whether each model's reading of the "
+                    "thumbnail (and the ensemble's) agreed with the reviewer", ["model", "agrees"])
 
 # Label values known in advance, written as zeros when a worker starts, so that every dashboard panel has
 # a series to show on a fresh stack (a counter that was never incremented does not exist for Prometheus).
@@ -31,9 +38,13 @@ C2PA_ABANDONED = Counter("fakelens_c2pa_abandoned_total", "C2PA manifest reads k
 VERDICT_LABELS = ("REAL", "FAKE", "UNSURE")
 EVIDENCE_SOURCES = ("c2pa", "xmp", "png_text", "exif", "watermark")
 ERROR_REASONS = ("bad_request", "missing_image", "too_many_images", "bad_image", "too_many_pixels", "too_large",
-                 "not_found", "method_not_allowed", "unauthorized", "internal", "no_verdict_rule",
-                 "triton_unavailable", "timeout", "model_error", "models_unavailable")
+                 "not_found", "method_not_allowed", "unsupported_media_type", "unauthorized", "internal",
+                 "no_verdict_rule", "triton_unavailable", "timeout", "model_error", "models_unavailable",
+                 "no_reviewer_keys", "not_a_reviewer", "records_off", "database_unavailable", "unknown_scan", "no_image",
+                 "bad_label", "bad_note", "note_too_large", "bad_bank", "bad_verdict", "bad_reviewed", "bad_limit",
+                 "bad_cursor", "bad_csv")
 ENDPOINTS = ("predict", "batch")
+BANKS = ("reviewed",)
 
 
 def init_labels(models: tuple[str, ...] = ("ensemble",)) -> None:
@@ -41,8 +52,16 @@ def init_labels(models: tuple[str, ...] = ("ensemble",)) -> None:
     for model in models:
         for verdict in VERDICT_LABELS:
             VERDICTS.labels(model, verdict)
+        for agrees in ("true", "false"):
+            AGREEMENT.labels(model, agrees)
         if model != "ensemble":
             TRITON_SECONDS.labels(model)
+    for bank in BANKS:
+        MATCHES.labels(bank)
+    for label in ("REAL", "FAKE"):
+        REVIEWS.labels(label)
+    for operation in ("record", "sync"):
+        RECORD_FAILURES.labels(operation)
     for source in EVIDENCE_SOURCES:
         for claim in ("true", "false", "none"):
             PROVENANCE.labels(source, claim)
@@ -83,6 +102,21 @@ class BenchmarkCollector:
             yield g
 
 
+class BacklogCollector:
+    """The review backlog (UNSURE scans nobody reviewed), counted in the database at scrape time."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def collect(self):
+        g = GaugeMetricFamily("fakelens_review_backlog", "UNSURE scans not yet reviewed")
+        try:
+            g.add_metric([], float(self.store.backlog()))
+        except Exception:  # noqa: BLE001 - the database is down: no figure rather than a failed scrape
+            return
+        yield g
+
+
 class _DefaultRegistry:
     """Without gunicorn (tests, `flask run`) the metrics live in the default registry."""
 
@@ -90,11 +124,13 @@ class _DefaultRegistry:
         return REGISTRY.collect()
 
 
-def render(results_dir: str | Path) -> bytes:
+def render(results_dir: str | Path, store=None) -> bytes:
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(_DefaultRegistry())
     registry.register(BenchmarkCollector(results_dir))
+    if store is not None:
+        registry.register(BacklogCollector(store))
     return generate_latest(registry)

@@ -76,13 +76,25 @@ class Rule:
             return RESIZED
         return None
 
-    def decide(self, p_models: dict[str, float], size: tuple[int, int], detail_lost: float, provenance: dict) -> dict:
-        """{"verdict", "decided_by", "reason", "confidence", "domain", "models_used"} for one upload."""
+    def decide(self, p_models: dict[str, float], size: tuple[int, int], detail_lost: float, provenance: dict,
+               match: dict | None = None) -> dict:
+        """{"verdict", "decided_by", "reason", "confidence", "domain", "models_used"} for one upload: AI-positive
+        provenance first, then a match in a bank of reviewed images ({"match": ...} too), then the models."""
         if provenance.get("ai_generated"):
             hit = next(e for e in provenance["evidence"] if e["ai_generated"])
             by = f" ({hit['generator']})" if hit.get("generator") else ""
             return {"verdict": "FAKE", "decided_by": "provenance", "confidence": None, "domain": None,
                     "models_used": False, "reason": f"The file says it was generated: {hit['source']} {hit['detail']}{by}."}
+        if match:
+            when = (match.get("created_at") or "")[:10]
+            how = "the same file" if match["distance"] == 0 else f"a copy at PDQ distance {match['distance']}"
+            return {"verdict": match["label"], "decided_by": "review", "confidence": None, "domain": None,
+                    "models_used": False,
+                    "reason": f"Seen before ({how}): reviewed as {match['label']} on {when}"
+                              + (f": {match['note']}" if match.get("note") else "."),
+                    "match": {"bank": match["bank"], "entry": match["entry"], "scan_id": match.get("scan_id"),
+                              "distance": match["distance"], "label": match["label"], "note": match.get("note"),
+                              "reviewed_at": match.get("created_at")}}
         domain = self.domain(size, detail_lost)
         unsure = {"verdict": "UNSURE", "decided_by": None, "confidence": None, "domain": domain}
         if domain is None:

@@ -181,7 +181,8 @@ class Stack:
     def __init__(self, ports: Ports | None = None, run_dir: Path = ROOT / ".run",
                  repository: Path = ROOT / "model_repository", workers: int | None = None, threads: int | None = None,
                  model_threads: int = 1, services: tuple[str, ...] = ("triton", "gateway", "prometheus"),
-                 startup_timeout: float = 120, limits: Limits | None = None, gateway_env: dict[str, str] | None = None):
+                 startup_timeout: float = 120, limits: Limits | None = None, gateway_env: dict[str, str] | None = None,
+                 database_url: str | None = None):
         self.ports = ports or Ports.from_env()
         self.run_dir = run_dir
         self.repository = repository
@@ -193,6 +194,11 @@ class Stack:
         self.wanted = tuple(n for name in services for n in ((name, "proxy") if name == "gateway" else (name,)))
         self.timeout = startup_timeout
         self.gateway_env = gateway_env or {}  # FAKELENS_* settings for this stack's gateway alone (benchmarks, tests)
+        # `make up` keeps its records where the gateway's settings say (.data/, or FAKELENS_DATABASE_URL); a stack
+        # in any other run folder (tests, benchmarks) keeps them in that folder, away from the user's.
+        if database_url is None and run_dir != ROOT / ".run":
+            database_url = f"sqlite:///{run_dir / 'fakelens.db'}"
+        self.database_url = database_url
         self.started: list[Service] = []
 
     # -- service definitions -------------------------------------------------
@@ -230,6 +236,8 @@ class Stack:
                "FAKELENS_TRITON_URL": f"127.0.0.1:{self.ports.triton_grpc}",
                "GATEWAY_BIND": f"unix:{self.socket}"}
         env.update({k: str(v) for k, v in (("GATEWAY_WORKERS", self.workers), ("GATEWAY_THREADS", self.threads)) if v})
+        if self.database_url:
+            env["FAKELENS_DATABASE_URL"] = self.database_url
         env.update(self.gateway_env)
         argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gateway" / "gunicorn_conf.py"),
                 "gateway.app:create_app()"]

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,8 @@ from bench.load import sample_test_images
 from stack.launch import Ports, Stack, free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
+# Every gateway the tests make, in process or as `make up`, keeps its records away from the user's .data/.
+os.environ["FAKELENS_DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='fakelens-test-db-')}/fakelens.db"
 
 
 def png_bytes(size=(64, 48), mode="RGB", color=(200, 30, 30)) -> bytes:
@@ -40,3 +44,42 @@ def stack(tmp_path_factory):
 @pytest.fixture(scope="session")
 def gateway_url(stack) -> str:
     return f"http://127.0.0.1:{stack.ports.gateway}"
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster from Debian's package, on a free loopback port (initdb refuses root:
+    it runs as the `postgres` user, in a folder that user owns)."""
+
+    def __init__(self, port: int):
+        import glob
+        import shutil
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        assert bins, "PostgreSQL is not installed (apt-get install postgresql; `make test` does it)"
+        self.bin = Path(bins[-1]).parent
+        self.dir = Path(tempfile.mkdtemp(prefix="fakelens-pg-", dir="/tmp"))
+        shutil.chown(self.dir, "postgres")
+        self.port = port
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        self._as_postgres([self.bin / "initdb", "-D", self.dir / "data", "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                           "--locale=C.UTF-8"])
+        self.start()
+
+    def _as_postgres(self, argv: list) -> None:
+        import subprocess
+
+        subprocess.run(["runuser", "-u", "postgres", "--", *map(str, argv)], check=True, capture_output=True)
+
+    def start(self) -> None:
+        self._as_postgres([self.bin / "pg_ctl", "-D", self.dir / "data", "-l", self.dir / "log", "-w", "-o",
+                           f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir}", "start"])
+
+    def stop(self) -> None:
+        self._as_postgres([self.bin / "pg_ctl", "-D", self.dir / "data", "-m", "fast", "-w", "stop"])
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    pg = Postgres(free_ports(1)[0])
+    yield pg
+    pg.stop()

@@ -36,7 +36,7 @@ def client(tmp_path):
                                                                     "ensemble": {"f1": 0.995}}}))
     app = create_app({"TRITON_URL": f"127.0.0.1:{closed_port()}", "TRITON_TIMEOUT_S": 2.0,
                       "RESULTS_DIR": str(tmp_path), "MAX_CONTENT_LENGTH": 1_000_000, "MAX_BATCH_ITEMS": 4,
-                      "MAX_PIXELS": 10_000_000})
+                      "MAX_PIXELS": 10_000_000, "DATABASE_URL": f"sqlite:///{tmp_path / 'fakelens.db'}"})
     return app.test_client()
 
 

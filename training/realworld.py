@@ -75,7 +75,7 @@ class Served:
         out, uploads = [], []
         for raw in raws:
             try:
-                uploads.append(examine(raw, MAX_PIXELS))
+                uploads.append(examine(raw, MAX_PIXELS)[:2])
             except BadImage as exc:
                 uploads.append((None, str(exc)))
         ok = [u for u, _ in uploads if u is not None]
@@ -131,7 +131,7 @@ def markdown_table(report: dict) -> str:
                          f"{f['wrong']} ({f['wrong_rate']:.0%}) | {f['UNSURE']} ({f['unsure_rate']:.0%}) |")
     for container in ("as_shipped", "other_container"):
         f = report[container]
-        share = "-" if f["decided_right"] is None else f"{f['decided_right']:.0%}"
+        share = "none decided" if f["decided_right"] is None else f"{f['decided_right']:.0%}"
         lines.append(f"| all | {report['images']} | {container.replace('_', ' ')} | {f['decided']} | "
                      f"decided right: {share} | | |")
     return "\n".join(lines) + "\n"

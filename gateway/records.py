@@ -1,0 +1,65 @@
+"""What the predict endpoints do with the database: match uploads against the banks of reviewed
+images, and store a scan record for every result. Neither may cost a prediction its answer: with
+the database down or locked, matching uses the index as it last was and the result says
+`"recorded": false` (both counted in fakelens_record_failures_total)."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import sqlalchemy as sa
+from flask import current_app, g
+
+from gateway.metrics import MATCHES, RECORD_FAILURES, SCANS_RECORDED
+from gateway.store import StoreError, now
+from gateway.verdict import Rule
+
+
+def matches(hashes: list[dict | None]) -> list[dict | None]:
+    """The bank entry each upload matches, or None."""
+    store, index = current_app.extensions.get("store"), current_app.extensions.get("index")
+    if store is None:
+        return [None] * len(hashes)
+    try:
+        index.sync(store)
+    except (sa.exc.SQLAlchemyError, StoreError):
+        RECORD_FAILURES.labels("sync").inc()
+    out = [index.match(**h) if h else None for h in hashes]
+    for m in out:
+        if m:
+            MATCHES.labels(m["bank"]).inc()
+    return out
+
+
+def summary(provenance: dict) -> dict:
+    return {"ai_generated": provenance["ai_generated"],
+            "sources": [{k: e.get(k) for k in ("source", "generator", "ai_generated")} for e in provenance["evidence"]]}
+
+
+def record(raws: list[bytes], formats: list[str], hashes: list[dict], results: list[dict], rule: Rule) -> None:
+    """Store one scan per result and add "scan_id" and "recorded" to each."""
+    store, cfg = current_app.extensions.get("store"), current_app.config
+    if store is None:
+        for r in results:
+            r.update(scan_id=None, recorded=False)
+        return
+    keep = cfg["KEEP_IMAGES"]
+    expires = now() + dt.timedelta(days=cfg["IMAGE_RETENTION_DAYS"]) if keep else None
+    rows = [{**h, "width": r["thumbnail"]["width"], "height": r["thumbnail"]["height"], "format": fmt,
+             "verdict": r["verdict"], "decided_by": r["decided_by"], "prob_fake": r["prob_fake"],
+             "models": {m: {"prob_fake": a["prob_fake"], "version": a["version"]} for m, a in r["models"].items()},
+             "rule": dataclasses.asdict(rule), "provenance": summary(r["provenance"]),
+             "api_key_id": g.key.id if g.get("key") else None,
+             "image": raw if keep else None, "image_expires_at": expires}
+            for raw, fmt, h, r in zip(raws, formats, hashes, results)]
+    try:
+        ids = store.record(rows)
+    except StoreError as exc:
+        current_app.logger.warning("scan records not stored: %s", exc)
+        RECORD_FAILURES.labels("record").inc(len(rows))
+        for r in results:
+            r.update(scan_id=None, recorded=False)
+        return
+    SCANS_RECORDED.inc(len(ids))
+    for r, scan_id in zip(results, ids):
+        r.update(scan_id=scan_id, recorded=True)

@@ -1,0 +1,171 @@
+"""/v1 for reviewers: scan records, the review queue, reviews, and banks of reviewed images.
+
+Every route here needs a reviewer key (gateway/auth.py): the records hold the images' hashes,
+and the banks decide verdicts.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from gateway import known
+from gateway.auth import require_key, require_reviewer
+from gateway.errors import ApiError
+from gateway.images import BadImage, open_rgb
+from gateway.metrics import AGREEMENT, REVIEWS
+from gateway.store import LABELS, NotFound
+
+bp = Blueprint("review", __name__, url_prefix="/v1")
+bp.before_request(require_key)
+BANK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+PDQ_HEX = re.compile(r"^[0-9a-f]{64}$")
+CSV_FIELDS = ["pdq", "label", "note"]  # ThreatExchange's 64-hex PDQ hashes, with our label and note
+MAX_PAGE = 200
+
+
+@bp.before_request
+def reviewers_only():
+    require_reviewer()
+    if current_app.extensions.get("store") is None:
+        raise ApiError(503, "records_off", "scan records are switched off on this service (FAKELENS_RECORDS=0)")
+
+
+def _store():
+    return current_app.extensions["store"]
+
+
+def _label(value) -> str:
+    if value not in LABELS:
+        raise ApiError(400, "bad_label", f"label must be one of {', '.join(LABELS)}, got {value!r}")
+    return value
+
+
+def _note(value) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ApiError(400, "bad_note", "note must be a string")
+    limit = current_app.config["MAX_NOTE_CHARS"]
+    if len(value) > limit:
+        raise ApiError(413, "note_too_large", f"the note has {len(value):,} characters; the limit is {limit:,}")
+    return value
+
+
+def _bank(name: str) -> str:
+    if not BANK_NAME.match(name):
+        raise ApiError(400, "bad_bank", "a bank name is 1-64 lowercase letters, digits, '_' or '-'")
+    return name
+
+
+@bp.get("/scans/<scan_id>")
+def scan(scan_id: str):
+    try:
+        return jsonify(_store().scan(scan_id))
+    except NotFound:
+        raise ApiError(404, "unknown_scan", f"no scan {scan_id!r}") from None
+
+
+@bp.get("/scans/<scan_id>/image")
+def scan_image(scan_id: str):
+    raw = _store().image(scan_id)
+    if raw is None:
+        raise ApiError(404, "no_image", f"no image kept for scan {scan_id!r} (FAKELENS_KEEP_IMAGES, or it expired)")
+    return Response(raw, mimetype="application/octet-stream", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@bp.get("/scans")
+def scans():
+    """Newest first; ?verdict=UNSURE&reviewed=false is the review queue. Pages: ?before=<next> from the last page."""
+    verdict = request.args.get("verdict")
+    if verdict not in (None, "REAL", "FAKE", "UNSURE"):
+        raise ApiError(400, "bad_verdict", "verdict must be REAL, FAKE or UNSURE")
+    reviewed = {"true": True, "false": False, None: None}.get(request.args.get("reviewed"), "bad")
+    if reviewed == "bad":
+        raise ApiError(400, "bad_reviewed", "reviewed must be true or false")
+    try:
+        limit = min(max(int(request.args.get("limit", 50)), 1), MAX_PAGE)
+    except ValueError:
+        raise ApiError(400, "bad_limit", "limit must be a number") from None
+    try:
+        rows = _store().queue(verdict, reviewed, limit, request.args.get("before"))
+    except ValueError:
+        raise ApiError(400, "bad_cursor", "before must be the 'next' value of the previous page") from None
+    following = f"{rows[-1]['created_at']},{rows[-1]['scan_id']}" if len(rows) == limit else None
+    return jsonify({"scans": rows, "next": following})
+
+
+@bp.post("/scans/<scan_id>/review")
+def review(scan_id: str):
+    key = require_reviewer()
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", 'send JSON: {"label": "REAL" or "FAKE", "note": "..."}')
+    label, note = _label(body.get("label")), _note(body.get("note"))
+    try:
+        record = _store().scan(scan_id)
+        done, entry = _store().review(scan_id, label, note, key.id)
+    except NotFound:
+        raise ApiError(404, "unknown_scan", f"no scan {scan_id!r}") from None
+    REVIEWS.labels(label).inc()
+    line = (record["rule"] or {}).get("threshold", 0.5)  # each model's reading as the verdict rule reads it
+    readings = {m: ("FAKE" if a["prob_fake"] >= line else "REAL") for m, a in record["models"].items()}
+    if record["prob_fake"] is not None:
+        readings["ensemble"] = "FAKE" if record["prob_fake"] >= line else "REAL"
+    for model, reading in readings.items():
+        AGREEMENT.labels(model, str(reading == label).lower()).inc()
+    return jsonify({"scan_id": scan_id, "review": done, "entry": entry}), 201
+
+
+@bp.post("/banks/<bank>/entries")
+def add_entry(bank: str):
+    """A known image without a prior scan: multipart `image`, `label`, `note`."""
+    key = require_reviewer()
+    f = request.files.get("image")
+    if f is None:
+        raise ApiError(400, "missing_image", "no file in the form field 'image'")
+    label, note = _label(request.form.get("label")), _note(request.form.get("note"))
+    raw = f.read()
+    try:
+        rgb = open_rgb(raw, current_app.config["MAX_PIXELS"])
+    except BadImage as exc:
+        raise ApiError(413 if exc.reason == "too_many_pixels" else 400, exc.reason, str(exc)) from None
+    pdq, quality = known.pdq_of(rgb)
+    row = {"sha256": known.sha256(raw), "pdq": pdq, "pdq_quality": quality, "label": label, "note": note}
+    [entry] = _store().add_entries(_bank(bank), [row], key.id)
+    return jsonify(entry), 201
+
+
+@bp.get("/banks/<bank>/export")
+def export(bank: str):
+    """The bank's entries in force as CSV: pdq (64 hex), label, note."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for e in _store().bank(_bank(bank)):
+        if e["pdq"]:
+            writer.writerow({k: e[k] for k in CSV_FIELDS})
+    return Response(out.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="fakelens-{bank}.csv"'})
+
+
+@bp.post("/banks/<bank>/import")
+def import_(bank: str):
+    """CSV with a header: pdq, label, note (as export writes it). All rows or none."""
+    key = require_reviewer()
+    text = request.get_data(as_text=True)
+    rows = []
+    for n, r in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+        pdq = (r.get("pdq") or "").strip().lower()
+        if not PDQ_HEX.match(pdq):
+            raise ApiError(400, "bad_csv", f"line {n}: pdq must be 64 hex digits (a PDQ hash)")
+        if r.get("label") not in LABELS:
+            raise ApiError(400, "bad_csv", f"line {n}: label must be REAL or FAKE")
+        # A shared list carries no quality: its hashes were vetted by whoever shared them.
+        rows.append({"pdq": pdq, "pdq_quality": 100, "label": r["label"], "note": _note(r.get("note"))})
+    if not rows:
+        raise ApiError(400, "bad_csv", "no rows: send CSV with the header pdq,label,note")
+    added = _store().add_entries(_bank(bank), rows, key.id)
+    return jsonify({"bank": bank, "imported": len(added)}), 201

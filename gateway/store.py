@@ -1,0 +1,298 @@
+"""Scan records, reviews, and banks of reviewed images: the gateway's one door to its database.
+
+SQLite by default (a file under .data/, which `make clean` keeps), PostgreSQL in compose and
+Kubernetes (FAKELENS_DATABASE_URL). SQL stays in SQLAlchemy Core here; the schema lives in
+Alembic migrations (gateway/migrations), run at start and idempotent.
+
+SQLite under gunicorn (processes x threads): WAL, synchronous=NORMAL, and every transaction
+opened with BEGIN IMMEDIATE, so a read that turns into a write never meets "database is locked"
+(the busy timeout does not cover that upgrade). Every wait is short (LOCK_TIMEOUT_S): a database
+that is down or locked must cost a prediction its record, never its answer.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+LOCK_TIMEOUT_S = 2
+RETRY_S = 2  # after a failure, calls fail at once for this long instead of each waiting out a timeout
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+LABELS = ("REAL", "FAKE")
+REVIEWED_BANK = "reviewed"  # where a review puts the image's hashes
+_MIGRATING = threading.Lock()  # Alembic keeps its context in module globals: one migration at a time per process
+
+metadata = sa.MetaData()
+scans = sa.Table(
+    "scans", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("sha256", sa.String(64), nullable=False, index=True),
+    sa.Column("pdq", sa.String(64)),
+    sa.Column("pdq_quality", sa.Integer),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("format", sa.String(16)),
+    sa.Column("verdict", sa.String(8), nullable=False, index=True),
+    sa.Column("decided_by", sa.String(16)),
+    sa.Column("prob_fake", sa.Float),
+    sa.Column("models", sa.JSON, nullable=False),  # {model: {"prob_fake", "version"}}
+    sa.Column("rule", sa.JSON),  # the verdict rule that decided
+    sa.Column("provenance", sa.JSON, nullable=False),  # {"ai_generated", "sources"}
+    sa.Column("api_key_id", sa.String(16)),  # which key asked (its id, never the key)
+    sa.Column("image", sa.LargeBinary),  # only with FAKELENS_KEEP_IMAGES
+    sa.Column("image_expires_at", sa.DateTime(timezone=True)),
+    sa.Column("reviewed", sa.Boolean, nullable=False, server_default=sa.false()),  # the review queue's filter
+)
+reviews = sa.Table(
+    "reviews", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("scan_id", sa.String(32), sa.ForeignKey("scans.id"), nullable=False, index=True),
+    sa.Column("label", sa.String(8), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("reviewer", sa.String(16), nullable=False),
+    sa.Column("reviewed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("current", sa.Boolean, nullable=False),  # a later review of the same scan replaces it; history stays
+)
+entries = sa.Table(
+    "bank_entries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("bank", sa.String(64), nullable=False, index=True),
+    sa.Column("sha256", sa.String(64), index=True),
+    sa.Column("pdq", sa.String(64)),
+    sa.Column("pdq_quality", sa.Integer),
+    sa.Column("label", sa.String(8), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("scan_id", sa.String(32)),
+    sa.Column("reviewer", sa.String(16)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("replaces", sa.Integer),  # the entry this one supersedes (a second review of the same scan)
+)
+
+
+class StoreError(RuntimeError):
+    """The database could not be reached or written in time."""
+
+
+class NotFound(KeyError):
+    pass
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    if t is None:
+        return None
+    return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).isoformat(timespec="seconds")
+
+
+def make_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        path = sa.engine.make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": LOCK_TIMEOUT_S, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON",
+                           f"busy_timeout={LOCK_TIMEOUT_S * 1000}"):
+                cur.execute(f"PRAGMA {pragma}")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin_immediate(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, connect_args={
+        "connect_timeout": LOCK_TIMEOUT_S,
+        "options": f"-c lock_timeout={LOCK_TIMEOUT_S * 1000} -c statement_timeout={LOCK_TIMEOUT_S * 5000}"})
+
+
+def alembic_config(engine: sa.Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def _scan_row(r: sa.Row, review: sa.Row | None) -> dict:
+    return {"scan_id": r.id, "created_at": _iso(r.created_at), "sha256": r.sha256, "pdq": r.pdq,
+            "pdq_quality": r.pdq_quality, "width": r.width, "height": r.height, "format": r.format,
+            "verdict": r.verdict, "decided_by": r.decided_by, "prob_fake": r.prob_fake, "models": r.models,
+            "rule": r.rule, "provenance": r.provenance, "api_key_id": r.api_key_id,
+            "image_kept": r.image is not None if "image" in r._fields else r.has_image,
+            "review": None if review is None else {"label": review.label, "note": review.note,
+                                                   "reviewer": review.reviewer, "reviewed_at": _iso(review.reviewed_at)}}
+
+
+def entry_dict(r: sa.Row) -> dict:
+    return {"entry": r.id, "bank": r.bank, "sha256": r.sha256, "pdq": r.pdq, "pdq_quality": r.pdq_quality,
+            "label": r.label, "note": r.note, "scan_id": r.scan_id, "reviewer": r.reviewer,
+            "created_at": _iso(r.created_at), "replaces": r.replaces}
+
+
+class Store:
+    """One per gateway process; safe to share between request threads (SQLAlchemy's pool)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        self._migrated = False
+        self._down_until = 0.0
+
+    def _failed(self, exc: Exception) -> StoreError:
+        self._down_until = time.monotonic() + RETRY_S
+        return StoreError(str(exc).splitlines()[0])
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (a no-op when it is there); StoreError if the database is away."""
+        if self._migrated:
+            return
+        with _MIGRATING:
+            if self._migrated:
+                return
+            try:
+                command.upgrade(alembic_config(self.engine), "head")
+            except sa.exc.SQLAlchemyError as exc:
+                raise self._failed(exc) from None
+            self._migrated = True
+
+    def _ready(self) -> None:
+        """Fail at once while the database was just found away; migrate a database that was down at start."""
+        if time.monotonic() < self._down_until:
+            raise StoreError("the database was unreachable a moment ago")
+        self.migrate()
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sa.Connection]:
+        self._ready()
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._failed(exc) from None
+
+    def _tx(self):
+        self._ready()
+        try:
+            return self.engine.begin()
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._failed(exc) from None
+
+    def record(self, rows: list[dict]) -> list[str]:
+        """Store one scan record per row (one transaction); their ids. Raises StoreError."""
+        ids = [uuid.uuid4().hex for _ in rows]
+        stamp = now()
+        try:
+            with self._tx() as conn:
+                conn.execute(scans.insert(), [{**r, "id": i, "created_at": stamp} for i, r in zip(ids, rows)])
+                conn.execute(scans.update().where(scans.c.image_expires_at < stamp)
+                             .values(image=None, image_expires_at=None))  # retention: expired images go
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._failed(exc) from None
+        return ids
+
+    def _current_review(self, conn: sa.Connection, scan_id: str) -> sa.Row | None:
+        return conn.execute(sa.select(reviews).where(reviews.c.scan_id == scan_id, reviews.c.current)).first()
+
+    def scan(self, scan_id: str) -> dict:
+        """The record with its current review; NotFound."""
+        with self._reading() as conn:
+            row = conn.execute(sa.select(scans).where(scans.c.id == scan_id)).first()
+            if row is None:
+                raise NotFound(scan_id)
+            return _scan_row(row, self._current_review(conn, scan_id))
+
+    def image(self, scan_id: str) -> bytes | None:
+        with self._reading() as conn:
+            return conn.execute(sa.select(scans.c.image).where(scans.c.id == scan_id,
+                                                               scans.c.image_expires_at >= now())).scalar()
+
+    def queue(self, verdict: str | None, reviewed: bool | None, limit: int, before: str | None) -> list[dict]:
+        """Scans newest first (before: a created_at,id cursor from the previous page)."""
+        cols = [c for c in scans.c if c.name != "image"] + [(scans.c.image.is_not(None)).label("has_image")]
+        q = sa.select(*cols).order_by(scans.c.created_at.desc(), scans.c.id.desc()).limit(limit)
+        if verdict:
+            q = q.where(scans.c.verdict == verdict)
+        if reviewed is not None:
+            q = q.where(scans.c.reviewed == reviewed)
+        if before:
+            stamp, _, last = before.partition(",")
+            t = dt.datetime.fromisoformat(stamp)
+            q = q.where(sa.or_(scans.c.created_at < t, sa.and_(scans.c.created_at == t, scans.c.id < last)))
+        with self._reading() as conn:
+            rows = conn.execute(q).all()
+            return [_scan_row(r, self._current_review(conn, r.id)) for r in rows]
+
+    def review(self, scan_id: str, label: str, note: str, reviewer: str) -> tuple[dict, dict]:
+        """Record a review (replacing the scan's previous one, kept in history) and put the scan's hashes into
+        the bank `reviewed`: (the review, the bank entry). NotFound; StoreError."""
+        stamp = now()
+        try:
+            with self._tx() as conn:
+                scan = conn.execute(sa.select(scans.c.sha256, scans.c.pdq, scans.c.pdq_quality)
+                                    .where(scans.c.id == scan_id)).first()
+                if scan is None:
+                    raise NotFound(scan_id)
+                conn.execute(reviews.update().where(reviews.c.scan_id == scan_id).values(current=False))
+                conn.execute(reviews.insert().values(scan_id=scan_id, label=label, note=note, reviewer=reviewer,
+                                                     reviewed_at=stamp, current=True))
+                conn.execute(scans.update().where(scans.c.id == scan_id).values(reviewed=True))
+                previous = conn.execute(sa.select(sa.func.max(entries.c.id)).where(
+                    entries.c.scan_id == scan_id, entries.c.bank == REVIEWED_BANK)).scalar()
+                entry_id = conn.execute(entries.insert().values(
+                    bank=REVIEWED_BANK, sha256=scan.sha256, pdq=scan.pdq, pdq_quality=scan.pdq_quality, label=label,
+                    note=note, scan_id=scan_id, reviewer=reviewer, created_at=stamp, replaces=previous)
+                ).inserted_primary_key[0]
+                entry = conn.execute(sa.select(entries).where(entries.c.id == entry_id)).one()
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._failed(exc) from None
+        return ({"label": label, "note": note, "reviewer": reviewer, "reviewed_at": _iso(stamp)}, entry_dict(entry))
+
+    def add_entries(self, bank: str, rows: list[dict], reviewer: str | None) -> list[dict]:
+        """Known images without a scan (an upload, or a CSV of hashes): rows of sha256?, pdq, pdq_quality, label, note."""
+        stamp = now()
+        try:
+            with self._tx() as conn:
+                out = []
+                for r in rows:
+                    entry_id = conn.execute(entries.insert().values(
+                        bank=bank, sha256=r.get("sha256"), pdq=r["pdq"], pdq_quality=r.get("pdq_quality"),
+                        label=r["label"], note=r.get("note", ""), reviewer=reviewer, created_at=stamp)
+                    ).inserted_primary_key[0]
+                    out.append(entry_dict(conn.execute(sa.select(entries).where(entries.c.id == entry_id)).one()))
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._failed(exc) from None
+        return out
+
+    def entries_after(self, last_id: int) -> list[dict]:
+        """Bank entries newer than `last_id`, oldest first: what an index has not seen yet."""
+        with self._reading() as conn:
+            return [entry_dict(r) for r in conn.execute(
+                sa.select(entries).where(entries.c.id > last_id).order_by(entries.c.id))]
+
+    def bank(self, bank: str) -> list[dict]:
+        """The bank's entries in force (none replaced by a later one), oldest first."""
+        later = sa.select(entries.c.replaces).where(entries.c.replaces.is_not(None))
+        with self._reading() as conn:
+            return [entry_dict(r) for r in conn.execute(
+                sa.select(entries).where(entries.c.bank == bank, entries.c.id.not_in(later)).order_by(entries.c.id))]
+
+    def backlog(self) -> int:
+        """UNSURE scans nobody has reviewed."""
+        with self._reading() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(scans).where(
+                scans.c.verdict == "UNSURE", scans.c.reviewed == sa.false())).scalar()

@@ -1,0 +1,103 @@
+"""The database behind scan records, reviews and banks (gateway/store.py), on SQLite and on a real PostgreSQL."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from gateway.store import Store, StoreError, alembic_config
+
+ROW = {"sha256": "ab" * 32, "pdq": "cd" * 32, "pdq_quality": 90, "width": 640, "height": 480, "format": "JPEG",
+       "verdict": "UNSURE", "decided_by": None, "prob_fake": 0.6, "models": {"m": {"prob_fake": 0.6, "version": "1"}},
+       "rule": {"threshold": 0.5}, "provenance": {"ai_generated": None, "sources": []}, "api_key_id": "0123456789ab"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'fakelens.db'}"
+    pg = request.getfixturevalue("postgres")
+    name = f"t{time.monotonic_ns()}"
+    admin = sa.create_engine(pg.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    return pg.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def tables(store: Store) -> set[str]:
+    return set(sa.inspect(store.engine).get_table_names())
+
+
+def test_migrations_from_empty_run_once_and_again_do_nothing(url):
+    store = Store(url)
+    store.migrate()
+    assert {"scans", "reviews", "bank_entries", "alembic_version"} <= tables(store)
+    Store(url).migrate()  # a second process at start: nothing to do, nothing broken
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+
+
+def test_migration_from_the_previous_revision_keeps_the_records(url):
+    store = Store(url)
+    command.upgrade(alembic_config(store.engine), "0001")
+    assert tables(store) == {"scans", "alembic_version"}
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO scans (id, created_at, sha256, width, height, verdict, models, provenance) "
+                             "VALUES ('old', CURRENT_TIMESTAMP, :s, 1, 1, 'UNSURE', '{}', '{}')"), {"s": "ab" * 32})
+    store.migrate()
+    assert store.scan("old")["review"] is None and store.backlog() == 1
+    assert [s["scan_id"] for s in store.queue("UNSURE", False, 10, None)] == ["old"]
+
+
+def test_records_reviews_history_and_banks(url):
+    store = Store(url)
+    [scan_id] = store.record([ROW])
+    got = store.scan(scan_id)
+    assert got["sha256"] == ROW["sha256"] and got["review"] is None and got["api_key_id"] == "0123456789ab"
+    assert got["image_kept"] is False  # no bytes unless asked
+    first, entry1 = store.review(scan_id, "FAKE", "generator artefacts", "reviewer-1")
+    second, entry2 = store.review(scan_id, "REAL", "on second look: a photo", "reviewer-2")
+    assert store.scan(scan_id)["review"]["label"] == "REAL" and entry2["replaces"] == entry1["entry"]
+    assert [e["entry"] for e in store.bank("reviewed")] == [entry2["entry"]]  # the first is replaced...
+    with store.engine.connect() as conn:  # ...and kept in history
+        assert conn.exec_driver_sql("SELECT count(*) FROM reviews").scalar() == 2
+    assert store.queue("UNSURE", False, 10, None) == [] and store.backlog() == 0
+    with pytest.raises(KeyError):
+        store.review("no-such-scan", "FAKE", "", "r")
+
+
+def test_eight_reviewers_at_once_lose_nothing(url):
+    scan_ids = Store(url).record([ROW] * 80)
+    errors = []
+
+    def reviewer(k: int) -> None:
+        store = Store(url)  # its own engine and pool, as another gunicorn worker would have
+        try:
+            for scan_id in scan_ids[k::8]:
+                store.review(scan_id, "FAKE" if k % 2 else "REAL", f"reviewer {k}", f"r{k}")
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reviewer, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    store = Store(url)
+    assert len(store.bank("reviewed")) == 80 and store.backlog() == 0
+    assert all(store.scan(s)["review"]["note"] == f"reviewer {i % 8}" for i, s in enumerate(scan_ids))
+
+
+def test_an_unreachable_database_fails_fast_with_store_error(postgres):
+    store = Store(postgres.url.replace(f":{postgres.port}/", ":1/"))  # nothing listens on port 1
+    start = time.monotonic()
+    with pytest.raises(StoreError):
+        store.record([ROW])
+    with pytest.raises(StoreError):  # and the next call does not wait out another timeout
+        store.record([ROW])
+    assert time.monotonic() - start < 5
