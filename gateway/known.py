@@ -95,12 +95,12 @@ class Index:
         if new:
             self.add(new)
 
-    def match(self, sha: str, pdq: str | None, quality: int | None) -> dict | None:
+    def match(self, sha256: str, pdq: str | None, pdq_quality: int | None) -> dict | None:
         """The entry that matches, with its "distance" (0 for the same bytes), or None."""
         with self._lock:
-            if sha in self._by_sha:
-                return {**self._entries[self._by_sha[sha]], "distance": 0}
-            if not pdq or (quality or 0) < MIN_QUALITY or not len(self._ids):
+            if sha256 in self._by_sha:
+                return {**self._entries[self._by_sha[sha256]], "distance": 0}
+            if not pdq or (pdq_quality or 0) < MIN_QUALITY or not len(self._ids):
                 return None
             query = np.frombuffer(bytes.fromhex(pdq), np.uint16)
             dist = POPCOUNT16[self._hashes ^ query].sum(axis=1, dtype=np.uint16)

@@ -1,0 +1,147 @@
+"""Known images through the real stack: every verdict on record, reviews by people, and copies of
+reviewed images matched (resized, recompressed), surviving a SIGKILL and a restart."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import time
+
+import pytest
+import requests
+from PIL import Image
+
+from stack.launch import Ports, Stack, free_ports
+from tests.conftest import ROOT
+from training.realworld import load_set, realworld_dir
+
+REVIEWER, CLIENT = "reviewer-key-0123", "client-key-4567"
+
+
+def copy_of(raw: bytes) -> bytes:
+    """The picture as it comes back: resized to 0.7x and re-saved as JPEG q75."""
+    img = Image.open(io.BytesIO(raw)).convert("RGB")
+    buf = io.BytesIO()
+    img.resize((round(img.width * 0.7), round(img.height * 0.7)), Image.LANCZOS).save(buf, "JPEG", quality=75)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def dev() -> dict[str, list[bytes]]:
+    out = {}
+    for item in load_set(realworld_dir()):
+        out.setdefault(item["label"], []).append(item["raw"])
+    return out
+
+
+class Known:
+    """A stack with a reviewer key and a client key, its records in a SQLite file that outlives restarts."""
+
+    def __init__(self, tmp):
+        (tmp / "keys").write_text(f"{REVIEWER} reviewer\n{CLIENT}\n")
+        self.tmp, self.ports = tmp, Ports(*free_ports(5))
+        self.env = {"FAKELENS_API_KEYS_FILE": str(tmp / "keys"), "FAKELENS_KEEP_IMAGES": "1"}
+        self.start()
+
+    def start(self) -> None:
+        self.stack = Stack(self.ports, run_dir=self.tmp / "run", services=("triton", "gateway"), workers=2, threads=4,
+                           gateway_env=self.env, database_url=f"sqlite:///{self.tmp / 'fakelens.db'}").start()
+        self.url = f"http://127.0.0.1:{self.ports.gateway}"
+
+    def predict(self, raw: bytes, key: str = CLIENT) -> dict:
+        r = requests.post(self.url + "/v1/predict", files={"image": ("x", raw)}, timeout=60,
+                          headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def call(self, method: str, path: str, key: str | None = REVIEWER, **kw) -> requests.Response:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return requests.request(method, self.url + path, headers=headers, timeout=30, **kw)
+
+
+@pytest.fixture(scope="module")
+def known(tmp_path_factory):
+    k = Known(tmp_path_factory.mktemp("known"))
+    yield k
+    k.stack.stop()
+
+
+def test_reviewed_images_come_back_decided_by_review_even_resized_recompressed_and_after_restarts(known, dev):
+    ai, photo = dev["ai_generated"][3], dev["real_photo"][3]  # a FLUX LoRA preview; a rocket launch photo
+    scans = {}
+    for label, raw, note in (("FAKE", ai, "a generator's template preview"), ("REAL", photo, "camera original")):
+        first = known.predict(raw)
+        assert first["verdict"] == "UNSURE" and first["recorded"] is True and first["scan_id"]
+        queue = known.call("GET", "/v1/scans?verdict=UNSURE&reviewed=false&limit=200").json()["scans"]
+        assert first["scan_id"] in [s["scan_id"] for s in queue]
+        r = known.call("POST", f"/v1/scans/{first['scan_id']}/review", json={"label": label, "note": note})
+        assert r.status_code == 201, r.text
+        scans[label] = (first["scan_id"], raw, note)
+    time.sleep(1.2)  # every worker's index follows the database within a second
+
+    def check() -> None:
+        for label, (scan_id, raw, note) in scans.items():
+            for upload in (raw, copy_of(raw)):
+                got = known.predict(upload)
+                assert got["verdict"] == label and got["decided_by"] == "review", got["reason"]
+                assert got["match"]["scan_id"] == scan_id and got["match"]["note"] == note
+                assert got["match"]["distance"] <= 31 and got["reason"].startswith("Seen before")
+        unrelated = dev["real_photo"][20:30] + dev["ai_generated"][20:30]
+        assert all(known.predict(raw).get("match") is None for raw in unrelated)  # 20 images nobody reviewed
+
+    check()
+    # A review answered 2xx survives a SIGKILL of the gateway (every gunicorn process) and a restart of the stack.
+    gateway = next(s for s in known.stack.started if s.name == "gateway")
+    os.killpg(gateway.proc.pid, signal.SIGKILL)
+    known.stack.stop()
+    known.start()
+    for label, (scan_id, _, note) in scans.items():
+        record = known.call("GET", f"/v1/scans/{scan_id}").json()
+        assert record["review"]["label"] == label and record["review"]["note"] == note
+        assert "key" not in str(record["api_key_id"]).lower() and CLIENT not in str(record)
+    check()
+
+
+def test_reviewer_endpoints_need_a_reviewer_key(known, dev):
+    scan_id = known.predict(dev["real_photo"][0])["scan_id"]
+    for key, status in ((None, 401), ("wrong", 401), (CLIENT, 403)):
+        for method, path, kw in (("GET", f"/v1/scans/{scan_id}", {}), ("GET", "/v1/scans", {}),
+                                 ("POST", f"/v1/scans/{scan_id}/review", {"json": {"label": "REAL"}}),
+                                 ("GET", "/v1/banks/reviewed/export", {})):
+            r = known.call(method, path, key, **kw)
+            assert r.status_code == status and r.json()["error"], (key, path, r.text)
+
+
+def test_bad_review_input_is_a_4xx_with_a_reason(known, dev):
+    scan_id = known.predict(dev["real_photo"][1])["scan_id"]
+    cases = [(f"/v1/scans/{'0' * 32}/review", {"json": {"label": "FAKE"}}, 404, "unknown_scan"),
+             (f"/v1/scans/{scan_id}/review", {"json": {"label": "MAYBE"}}, 400, "bad_label"),
+             (f"/v1/scans/{scan_id}/review", {"json": {"label": "FAKE", "note": "x" * 5000}}, 413, "note_too_large"),
+             (f"/v1/scans/{scan_id}/review", {"data": "not json"}, 400, "bad_request")]
+    for path, kw, status, reason in cases:
+        r = known.call("POST", path, **kw)
+        assert r.status_code == status and r.json()["error"] == reason, (path, r.text)
+    assert known.call("GET", f"/v1/scans/{'0' * 32}").status_code == 404
+
+
+def test_banks_take_known_images_and_share_them_as_threatexchange_csv(known, dev):
+    raw = dev["ai_generated"][30]
+    r = known.call("POST", "/v1/banks/shared-list/entries", files={"image": ("a.webp", raw)},
+                   data={"label": "FAKE", "note": "from a partner's list"})
+    assert r.status_code == 201, r.text
+    csv_text = known.call("GET", "/v1/banks/shared-list/export").text
+    assert csv_text.splitlines()[0] == "pdq,label,note" and r.json()["pdq"] in csv_text
+    assert known.call("POST", "/v1/banks/imported/import", data=csv_text.replace("partner", "copied")).status_code == 201
+    assert known.call("POST", "/v1/banks/imported/import", data="pdq,label,note\nxyz,FAKE,\n").status_code == 400
+    time.sleep(1.2)
+    got = known.predict(copy_of(raw))
+    assert got["verdict"] == "FAKE" and got["decided_by"] == "review" and got["match"]["bank"] in ("shared-list", "imported")
+
+
+def test_without_a_keys_file_reviews_answer_403_saying_how_to_add_a_reviewer(gateway_url):
+    r = requests.get(gateway_url + "/v1/scans", timeout=10)
+    assert r.status_code == 403 and "KEY reviewer" in r.json()["message"]
+    body = requests.post(gateway_url + "/v1/predict", files={"image": ("a.png", (ROOT / "gateway" / "static" /
+                                                                               "screenshot.png").read_bytes())},
+                         timeout=60).json()
+    assert body["recorded"] is True and len(body["scan_id"]) == 32
