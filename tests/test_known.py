@@ -11,7 +11,7 @@ import pytest
 import requests
 from PIL import Image
 
-from stack.launch import Ports, Stack, free_ports
+from stack.launch import UNLIMITED, Ports, Stack, free_ports
 from tests.conftest import ROOT
 from training.realworld import load_set, realworld_dir
 
@@ -145,3 +145,92 @@ def test_without_a_keys_file_reviews_answer_403_saying_how_to_add_a_reviewer(gat
                                                                                "screenshot.png").read_bytes())},
                          timeout=60).json()
     assert body["recorded"] is True and len(body["scan_id"]) == 32
+
+
+def test_the_database_down_during_a_load_never_fails_a_prediction(tmp_path, postgres, cifake_samples):
+    """PostgreSQL stopped under load: every prediction still 200, with "recorded": false and the failure counted;
+    records resume once it is back."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(postgres.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql("CREATE DATABASE downtest")
+    admin.dispose()
+    url = postgres.url.rsplit("/", 1)[0] + "/downtest"
+    stack = Stack(Ports(*free_ports(5)), run_dir=tmp_path, services=("triton", "gateway"), workers=2, threads=4,
+                  database_url=url, limits=UNLIMITED).start()
+    gateway = f"http://127.0.0.1:{stack.ports.gateway}"
+    images = [raw for _, raw, _ in cifake_samples]
+
+    def load(seconds: float) -> list[tuple[int, bool | None]]:
+        def one(i: int):
+            r = requests.post(gateway + "/v1/predict", files={"image": ("x.jpg", images[i % len(images)])}, timeout=60)
+            return r.status_code, r.json().get("recorded")
+        with ThreadPoolExecutor(8) as pool:
+            out, start, i = [], time.time(), 0
+            while time.time() - start < seconds:
+                out += list(pool.map(one, range(i, i + 8)))
+                i += 8
+            return out
+
+    stopped = False
+    try:
+        before = load(3)
+        assert {s for s, _ in before} == {200} and all(rec for _, rec in before)
+        postgres.stop()
+        stopped = True
+        during = load(6)
+        assert {s for s, _ in during} == {200}, during  # no prediction failed
+        assert sum(rec is False for _, rec in during) >= len(during) - 8  # the ones in flight may have made it
+        metrics = requests.get(gateway + "/metrics", timeout=10).text
+        failed = sum(float(line.split()[-1]) for line in metrics.splitlines()
+                     if line.startswith('fakelens_record_failures_total{operation="record"}'))
+        assert failed >= sum(rec is False for _, rec in during)
+        postgres.start()
+        stopped = False
+        time.sleep(3)  # past the store's retry pause
+        after = load(3)
+        assert {s for s, _ in after} == {200} and all(rec for _, rec in after[-8:]), after
+    finally:
+        stack.stop()
+        if stopped:  # the session's other tests need it
+            postgres.start()
+
+
+def test_review_from_the_page_then_a_resized_copy_shows_the_match(known, dev, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_page import CHROMIUM, FLAGS
+
+    photo, copy = tmp_path / "coffee.png", tmp_path / "coffee-copy.jpg"
+    photo.write_bytes(dev["real_photo"][1])
+    copy.write_bytes(copy_of(dev["real_photo"][1]))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(known.url + "/")
+        page.fill("#api-key", REVIEWER)
+        page.dispatch_event("#api-key", "change")  # asked once: kept in this browser
+        page.set_input_files("#file", str(photo))
+        verdict = page.locator("#verdict")
+        expect(verdict).to_have_attribute("data-verdict", "UNSURE", timeout=30_000)
+
+        page.click("#tab-review")
+        card = page.locator(".scan").first  # newest first: the upload just made
+        expect(card.locator(".thumb img")).to_be_visible(timeout=10_000)  # kept (FAKELENS_KEEP_IMAGES=1)
+        card.locator(".note-input").fill("a coffee cup, photographed")
+        card.locator("button.label.real").click()
+        expect(card.locator(".done")).to_contain_text("Reviewed as REAL", timeout=10_000)
+        page.screenshot(path=str(tmp_path / "review-tab.png"), full_page=True)
+
+        time.sleep(1.2)  # every gateway worker's index follows the database within a second
+        page.click("#tab-detect")
+        page.set_input_files("#file", str(copy))
+        expect(verdict).to_have_attribute("data-verdict", "REAL", timeout=30_000)
+        expect(page.locator("#match")).to_contain_text("Seen before: reviewed as REAL on 20")
+        expect(page.locator("#match")).to_contain_text("a coffee cup, photographed")
+        expect(page.locator("#thumb-note")).to_contain_text("not used")
+        page.screenshot(path=str(tmp_path / "match.png"), full_page=True)
+        browser.close()

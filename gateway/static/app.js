@@ -8,6 +8,7 @@ document.querySelectorAll(".tab").forEach((tab) => tab.addEventListener("click",
   tab.classList.add("active");
   $("#" + tab.dataset.tab).classList.add("active");
   if (tab.dataset.tab === "benchmark") loadBenchmark();
+  if (tab.dataset.tab === "review") loadQueue();
 }));
 
 // Upload: file picker or drag and drop
@@ -56,13 +57,18 @@ function show(r) {
   const v = $("#verdict");
   v.className = r.verdict.toLowerCase();
   v.dataset.verdict = r.verdict;
-  v.textContent = HEADLINE[r.verdict] + (r.decided_by === "provenance" ? " - the file says so" : "");
+  v.textContent = HEADLINE[r.verdict] + (r.decided_by === "provenance" ? " - the file says so"
+    : r.decided_by === "review" ? " - a reviewer said so" : "");
   // A decided verdict's confidence is how often such verdicts were right when measured, not a model's probability.
   $("#confidence").textContent = r.confidence !== null
     ? `Verdicts like this one were right ${pct(r.confidence)} of the time, measured on ${MEASURED_ON[r.domain]}.` : "";
   $("#confidence").hidden = r.confidence === null;
+  $("#match").textContent = r.match
+    ? `Seen before: reviewed as ${r.match.label} on ${(r.match.reviewed_at || "").slice(0, 10)}`
+      + (r.match.note ? `: ${r.match.note}` : "") + ` (bank "${r.match.bank}", PDQ distance ${r.match.distance})` : "";
+  $("#match").hidden = !r.match;
   $("#reason").textContent = r.reason || "";
-  $("#reason").hidden = !r.reason;
+  $("#reason").hidden = !r.reason || Boolean(r.match);  // a match has its own line below the verdict
   const evidence = $("#evidence");
   evidence.innerHTML = "";
   for (const e of r.provenance.evidence) {
@@ -136,4 +142,51 @@ async function loadBenchmark() {
   }
   $("#realworld").hidden = !body.realworld;
   benchLoaded = true;
+}
+
+// Review tab: the queue of UNSURE scans nobody reviewed, each with REAL / FAKE and a note.
+async function loadQueue() {
+  const queue = $("#queue");
+  queue.innerHTML = "";
+  const resp = await fetch("/v1/scans?verdict=UNSURE&reviewed=false&limit=50", { headers: auth() });
+  const body = await resp.json();
+  if (!resp.ok) {
+    $("#review-status").className = "error";
+    $("#review-status").textContent = body.message || resp.statusText;
+    return;
+  }
+  $("#review-status").className = "";
+  $("#review-status").textContent = body.scans.length
+    ? `${body.scans.length}${body.next ? "+" : ""} undecided scan${body.scans.length === 1 ? "" : "s"} wait`
+      + `${body.scans.length === 1 ? "s" : ""} for a review.` : "Nothing waits for a review.";
+  for (const s of body.scans) queue.appendChild(card(s));
+}
+
+function card(s) {
+  const el = document.createElement("div");
+  el.className = "scan";
+  el.dataset.scan = s.scan_id;
+  el.innerHTML = `<div class="thumb"></div><div class="about"><div class="meta"></div>
+    <input class="note-input" maxlength="2000" placeholder="note (what you saw, where it came from)">
+    <button class="label real" data-label="REAL">Real photo</button>
+    <button class="label fake" data-label="FAKE">AI-generated</button><span class="done"></span></div>`;
+  el.querySelector(".meta").textContent = `${s.width}x${s.height} ${s.format || ""} · ${s.created_at.replace("T", " ")}`
+    + ` · models' P(fake) of the thumbnail ${pct(s.prob_fake)} · SHA-256 ${s.sha256.slice(0, 12)}…`
+    + (s.pdq ? ` · PDQ ${s.pdq.slice(0, 12)}… (quality ${s.pdq_quality})` : "");
+  if (s.image_kept) {
+    fetch(`/v1/scans/${s.scan_id}/image`, { headers: auth() }).then((r) => (r.ok ? r.blob() : null)).then((b) => {
+      if (b) { const img = document.createElement("img"); img.src = URL.createObjectURL(b); el.querySelector(".thumb").appendChild(img); }
+    });
+  } else {
+    el.querySelector(".thumb").textContent = "image not kept (FAKELENS_KEEP_IMAGES)";
+  }
+  el.querySelectorAll("button.label").forEach((b) => b.addEventListener("click", async () => {
+    const resp = await fetch(`/v1/scans/${s.scan_id}/review`, {
+      method: "POST", headers: { ...auth(), "Content-Type": "application/json" },
+      body: JSON.stringify({ label: b.dataset.label, note: el.querySelector(".note-input").value }) });
+    const out = await resp.json();
+    el.querySelector(".done").textContent = resp.ok ? `Reviewed as ${out.review.label}.` : (out.message || resp.statusText);
+    el.classList.toggle("reviewed", resp.ok);
+  }));
+  return el;
 }
