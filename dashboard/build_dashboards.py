@@ -145,6 +145,21 @@ def benchmark() -> dict:
             target(f"histogram_quantile(0.5, sum by (le) (rate(fakelens_upload_bytes_bucket[{R}])))", "median"),
             target(f"histogram_quantile(0.95, sum by (le) (rate(fakelens_upload_bytes_bucket[{R}])))", "p95")],
               "bytes"),
+        panel("Scan records: stored, and failed (database down or locked)", [
+            target(f"sum(rate(fakelens_scans_recorded_total[{R}]))", "stored"),
+            target(f"sum by (operation) (rate(fakelens_record_failures_total[{R}]))", "failed: {{operation}}")],
+              "reqps", w=8, description="Every prediction is recorded; a failed record never fails the prediction."),
+        panel("Matches in banks of reviewed images", [target(f"sum by (bank) (rate(fakelens_matches_total[{R}]))",
+                                                             "{{bank}}")], "reqps", w=8),
+        panel("Review backlog", [target("max(fakelens_review_backlog)", "UNSURE scans not yet reviewed")], w=8,
+              description="Counted in the database at scrape time."),
+        panel("Reviews by label", [target(f"sum by (label) (rate(fakelens_reviews_total[{R}]))", "{{label}}")],
+              "reqps", w=8),
+        panel("Models' agreement with reviewers", [target(
+            'sum by (model) (fakelens_review_agreement_total{agrees="true"}) '
+            "/ sum by (model) (fakelens_review_agreement_total)", "{{model}}")], "percentunit", w=16,
+              description="Share of reviewed scans where each model's reading of the thumbnail (and the ensemble's) "
+                          "matched the reviewer's label, since the gateway started."),
     ], ["fakelens", "benchmark"])
 
 

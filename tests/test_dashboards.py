@@ -20,7 +20,7 @@ from tests.conftest import ROOT, start_stack
 DASHBOARDS = sorted((ROOT / "dashboard" / "grafana" / "dashboards").glob("*.json"))
 PROMQL_WORDS = {"rate", "sum", "by", "histogram_quantile", "or", "le", "model", "instance", "quantile", "reason",
                 "status", "verdict", "endpoint", "source", "ai_generated", "without", "and", "on", "ignoring", "max",
-                "min", "avg", "count"}
+                "min", "avg", "count", "bank", "label", "operation", "agrees"}
 
 
 def targets() -> list[tuple[str, str, str]]:
@@ -107,8 +107,10 @@ def test_every_error_reason_the_gateway_gives_is_initialised():
     assert len(given) >= 12 and given <= set(metrics.ERROR_REASONS), given - set(metrics.ERROR_REASONS)
 
 
-def test_every_metric_named_by_a_panel_is_exported(stack, gateway_url):
+def test_every_metric_named_by_a_panel_is_exported(stack, gateway_url, cifake_samples):
     requests.post(gateway_url + "/v1/predict", files={"image": ("x.txt", b"junk")}, timeout=30)
+    name, raw, _ = cifake_samples[0]
+    requests.post(gateway_url + "/v1/predict", files={"image": (name, raw)}, timeout=30)
     exported = set()
     for port in (stack.ports.gateway, stack.ports.triton_metrics):
         for line in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines():
