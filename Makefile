@@ -18,7 +18,8 @@ $(VENV)/.deps: requirements.txt requirements-nodeps.txt gateway/requirements.txt
 	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	touch $@
 
-# Debian packages: prometheus (both), chromium (page test), docker-compose (compose file validation).
+# Debian packages: prometheus (both), chromium (page test), docker-compose (compose file validation),
+# postgresql (tests start a throwaway cluster; `make up` uses SQLite).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 define apt_install
 	@missing=""; for p in $(1); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
@@ -41,6 +42,8 @@ lint: deps  ## ruff, configured in pyproject.toml
 
 test: deps  ## every test, starting the real processes on free loopback ports
 	$(call apt_install,prometheus nginx chromium docker-compose)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "installing with apt: postgresql"; \
+	  $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql; }
 	$(PY) -m pytest -q tests
 
 train: deps  ## all three models (MODEL=baseline_cnn|tuned_cnn|resnet50 for one; SET="key=value ..." overrides the recipe)
@@ -78,7 +81,7 @@ chaos: deps  ## Triton stopped, a gunicorn worker killed, a model unloaded, all 
 fuzz: deps  ## 10,000 fuzzed uploads against a real stack -> bench/results/fuzz.json
 	$(PY) -m bench.fuzz
 
-clean:
+clean:  ## logs and caches; never .data/ (the scan records, reviews and banks of `make up`)
 	rm -rf .run .cache
 
 push-dashboards: deps  ## push dashboard/grafana/dashboards to GRAFANA_URL with GRAFANA_TOKEN
@@ -90,4 +93,4 @@ dashboards: deps  ## regenerate the dashboard JSON from dashboard/build_dashboar
 
 k8s: deps  ## regenerate deploy/k8s/base/generated/ (dashboards, proxy config), then build both overlays
 	$(PY) deploy/k8s/generate.py
-	kubectl kustomize deploy/k8s/overlays/gpu > /dev/null && kubectl kustomize deploy/k8s/overlays/cpu > /dev/null
+	for o in gpu cpu cpu-postgres; do kubectl kustomize deploy/k8s/overlays/$$o > /dev/null || exit 1; done

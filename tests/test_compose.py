@@ -67,6 +67,18 @@ def test_images_pinned_and_mounts_exist(name):
 
 
 @pytest.mark.parametrize("name", FILES)
+def test_the_gateway_keeps_its_records_in_postgres_on_a_named_volume(name):
+    cfg = resolved(name)
+    pg, gw = cfg["services"]["postgres"], cfg["services"]["gateway"]
+    assert gw["depends_on"]["postgres"]["condition"] == "service_healthy"  # the gateway waits for it
+    assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
+    assert any(v.startswith("postgres-data:") for v in pg["volumes"]) and "postgres-data" in cfg["volumes"]
+    url = gw["environment"]["FAKELENS_DATABASE_URL"]
+    assert url.startswith("postgresql+psycopg://fakelens:") and url.endswith("@postgres:5432/fakelens")
+    assert not pg.get("ports")  # on the compose network only
+
+
+@pytest.mark.parametrize("name", FILES)
 def test_prometheus_targets_match_compose_services(name):
     cfg = resolved(name)
     prom = yaml.safe_load((ROOT / "dashboard" / "prometheus.yml").read_text())

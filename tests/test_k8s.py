@@ -118,3 +118,27 @@ def test_generated_config_maps_equal_their_sources(built):
     assert proxy == {"fakelens.conf.template": (ROOT / "proxy" / "fakelens.conf.template").read_text()}
     settings = one(objects, "ConfigMap", "fakelens-settings")["data"]
     assert int(settings["FAKELENS_MAX_UPLOAD_BYTES"]) == DEFAULTS["MAX_CONTENT_LENGTH"]
+
+
+def test_the_gateway_reads_its_database_url_from_a_secret_the_operator_creates(built):
+    _, objects = built
+    [gateway] = [c for c in one(objects, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"]
+                 if c["name"] == "gateway"]
+    [url] = [e for e in gateway["env"] if e["name"] == "FAKELENS_DATABASE_URL"]
+    assert url["valueFrom"]["secretKeyRef"] == {"name": "fakelens-database", "key": "url"}
+
+
+def test_the_optional_postgres_overlay_is_one_stateful_replica_with_a_volume():
+    objects = build("cpu-postgres")
+    for obj in objects:
+        if (obj["apiVersion"], obj["kind"]) not in CRDS:
+            kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+    pg = one(objects, "StatefulSet", "postgres")
+    assert pg["metadata"]["namespace"] == "fakelens" and pg["spec"]["replicas"] == 1
+    assert pg["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+    [c] = pg["spec"]["template"]["spec"]["containers"]
+    assert c["image"].startswith("postgres:15") and c["readinessProbe"]["exec"]["command"][0] == "pg_isready"
+    [password] = [e for e in c["env"] if e["name"] == "POSTGRES_PASSWORD"]
+    assert password["valueFrom"]["secretKeyRef"]["name"] == "fakelens-postgres"
+    assert one(objects, "Service", "postgres")["spec"]["ports"][0]["port"] == 5432
+    assert not [o for o in objects if o["kind"] == "Secret"]  # the operator creates both Secrets
