@@ -7,7 +7,7 @@ MODEL_FLAGS := $(if $(MODEL),--model $(MODEL),)
 export FAKELENS_DATA ?= $(abspath ../shared/data)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: deps up check lint test k8s train finetune sweep tune evaluate export bench scan-check soak chaos fuzz push-dashboards dashboards clean
+.PHONY: deps up check lint test k8s train finetune sweep tune evaluate export bench pdq scan-check soak chaos fuzz push-dashboards dashboards clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -68,6 +68,9 @@ evaluate: deps  ## the committed models: test split, verdict rule, real-world se
 
 bench: deps  ## stack vs in-process ceiling vs seed-style server at concurrency 1/4/16/64, and the batch path -> bench/results/serving.*
 	$(PY) -m bench.serving $(if $(SECONDS_PER_LEVEL),--seconds $(SECONDS_PER_LEVEL),)
+
+pdq: deps  ## PDQ distances on the dev set (resizes, recompression, crops, unrelated pairs), a 1M-hash query -> bench/results/pdq.json
+	$(PY) -m bench.pdq
 
 scan-check: deps  ## fakelens scan of 2,000 test images killed half-way and resumed -> bench/results/resume.json
 	$(PY) -m bench.resume

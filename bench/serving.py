@@ -8,9 +8,10 @@ One run measures, on the same machine and the same real CIFAKE test images:
   2. the stack (nginx -> gunicorn gateway -> Triton) at each concurrency level, one image a request,
   3. the stack's batch path: `fakelens scan` (client/) at its default settings over a folder,
   4. the seed-style server (one process, three models in a row) at the same levels,
-  5. what optional work costs: single uploads at concurrency 16 with each feature on (the stack of 2.)
-     and off (a second stack), on the CIFAKE images and on the same images enlarged to 512 px
-     (large enough to carry a generator watermark, so the watermark reader runs on each),
+  5. what optional work costs: single uploads at concurrency 16, and the batch path, with each feature
+     on (the stack of 2.) and off (a stack of its own), on the CIFAKE images and on the same images
+     enlarged to 512 px (large enough to carry a generator watermark, so the watermark reader runs
+     on each); and the hashing (SHA-256 + PDQ) that records and matching add, per upload, in process,
 then prints the table and writes bench/results/serving.json and serving.png.
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ from bench import RESULTS, inprocess
 from bench.load import run_level, sample_test_images
 from bench.procs import stack_usage
 from fakelens_client import DEFAULT_BATCH, DEFAULT_CONCURRENCY, Client
-from gateway import gunicorn_conf
+from gateway import gunicorn_conf, known
 from stack.launch import ROOT, UNLIMITED, Ports, Stack, free_ports
 
 # Triton's per-model counters: requests, executions (batches) and time spent queued.
@@ -116,7 +117,8 @@ def breakdown(before: dict, after: dict, requests_ok: int) -> dict:
 
 
 # Each optional feature of the gateway, and the setting that turns it off (5. above).
-FEATURES = {"watermark reading": {"FAKELENS_WATERMARKS": "0"}}
+FEATURES = {"watermark reading": {"FAKELENS_WATERMARKS": "0"},
+            "records and matching": {"FAKELENS_RECORDS": "0"}}
 AB_CONCURRENCY = 16
 
 
@@ -130,23 +132,42 @@ def enlarged(images: list[bytes], side: int = 512) -> list[bytes]:
     return out
 
 
+def hashing_ms(sets: dict[str, list[bytes]]) -> dict:
+    """In-process milliseconds per upload of the hashes records and matching need (gateway/known.py)."""
+    out = {}
+    for name, imgs in sets.items():
+        rgbs = [Image.open(io.BytesIO(raw)).convert("RGB") for raw in imgs[:200]]
+        start = time.perf_counter()
+        for raw, rgb in zip(imgs, rgbs):
+            known.sha256(raw)
+            known.pdq_of(rgb)
+        out[name] = round((time.perf_counter() - start) * 1000 / len(rgbs), 2)
+    return out
+
+
 def feature_costs(url: str, sets: dict[str, list[bytes]], seconds: float, workers: int, threads: int,
                   model_threads: int) -> dict:
-    """req/s at AB_CONCURRENCY with every feature on (`url`) and with each feature off (a stack of its own)."""
+    """req/s at AB_CONCURRENCY and the batch path's images/s, with every feature on (`url`) and with each
+    feature off (a stack of its own)."""
     def measure(target: str) -> dict:
-        return {name: run_level(target + "/v1/predict", imgs, AB_CONCURRENCY, seconds).summary()
-                for name, imgs in sets.items()}
-    out = {"concurrency": AB_CONCURRENCY, "all on": measure(url)}
+        out = {name: run_level(target + "/v1/predict", imgs, AB_CONCURRENCY, seconds).summary()
+               for name, imgs in sets.items()}
+        out["batch path"] = measure_batch_path(target, next(iter(sets.values())), ROOT / ".run" / "bench-images")
+        return out
+    out = {"concurrency": AB_CONCURRENCY, "hashing_ms_per_upload": hashing_ms(sets), "all on": measure(url)}
     for feature, env in FEATURES.items():
         with Stack(Ports(*free_ports(5)), run_dir=ROOT / ".run" / "bench-off", services=("triton", "gateway"),
                    workers=workers, threads=threads, model_threads=model_threads, limits=UNLIMITED,
                    gateway_env=env) as off:
             out[f"{feature} off"] = measure(f"http://127.0.0.1:{off.ports.gateway}")
-        out[f"{feature}: on over off"] = {name: round(out["all on"][name]["rps"] / out[f"{feature} off"][name]["rps"], 3)
-                                          for name in sets}
-        print(f"  {feature}: req/s at c{AB_CONCURRENCY} on / off: " + "; ".join(
-            f"{name} {out['all on'][name]['rps']:.1f} / {out[f'{feature} off'][name]['rps']:.1f}" for name in sets),
-              flush=True)
+        out[f"{feature}: on over off"] = {
+            **{name: round(out["all on"][name]["rps"] / out[f"{feature} off"][name]["rps"], 3) for name in sets},
+            "batch path": round(out["all on"]["batch path"]["images_per_s"]
+                                / out[f"{feature} off"]["batch path"]["images_per_s"], 3)}
+        print(f"  {feature}: on / off: " + "; ".join(
+            f"{name} c{AB_CONCURRENCY} {out['all on'][name]['rps']:.1f} / {out[f'{feature} off'][name]['rps']:.1f} req/s"
+            for name in sets) + f"; batch path {out['all on']['batch path']['images_per_s']} / "
+              f"{out[f'{feature} off']['batch path']['images_per_s']} images/s", flush=True)
     return out
 
 

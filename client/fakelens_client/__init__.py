@@ -151,7 +151,7 @@ def record(path: Path, result: dict | None = None, error: str | None = None) -> 
     return {"path": str(path), "verdict": r.get("verdict"), "prob_fake": r.get("prob_fake"),
             "decided_by": r.get("decided_by"), "reason": r.get("reason"),
             "models": {m: a.get("prob_fake") for m, a in (r.get("models") or {}).items()},
-            "provenance": r.get("provenance"), "error": error}
+            "provenance": r.get("provenance"), "scan_id": r.get("scan_id"), "match": r.get("match"), "error": error}
 
 
 def _part(image: Image, filename: str | None = None) -> tuple[str, bytes]:

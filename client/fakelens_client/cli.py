@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from fakelens_client import DEFAULT_BATCH, DEFAULT_CONCURRENCY, Client, ServiceError, Unreachable, find_images
 
-CSV_FIELDS = ["path", "verdict", "prob_fake", "decided_by", "reason", "models", "provenance", "error"]
+CSV_FIELDS = ["path", "verdict", "prob_fake", "decided_by", "reason", "models", "provenance", "scan_id", "match", "error"]
 
 
 def done_paths(out: Path) -> set[str]:

@@ -1,0 +1,112 @@
+"""`make pdq`: how far PDQ hashes move under the edits people make, how far apart unrelated images are,
+and what a bank query costs at a million hashes.
+
+    python -m bench.pdq   # -> bench/results/pdq.json
+
+Every image of the real-world dev set (FAKELENS_REALWORLD) is hashed as the gateway hashes uploads
+(gateway/known.py), then resized, recompressed and cropped; each copy's distance to its original is
+recorded, and every unrelated pair's distance. A copy "survives" when it would match (distance
+<= MAX_DISTANCE, both qualities >= MIN_QUALITY).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from bench import RESULTS
+from gateway import known
+from gateway.images import open_rgb
+from training.realworld import load_set, realworld_dir
+
+MAX_PIXELS = 50_000_000
+
+
+def jpeg(img: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def crop(img: Image.Image, frac: float) -> Image.Image:
+    w, h = img.size
+    dx, dy = round(w * frac / 2), round(h * frac / 2)
+    return img.crop((dx, dy, w - dx, h - dy))
+
+
+EDITS = {
+    "JPEG q90": lambda im: jpeg(im, 90),
+    "JPEG q75": lambda im: jpeg(im, 75),
+    "JPEG q50": lambda im: jpeg(im, 50),
+    "resized 0.7x, JPEG q75": lambda im: jpeg(im.resize((round(im.width * 0.7), round(im.height * 0.7)), Image.LANCZOS), 75),
+    "resized 0.5x": lambda im: im.resize((im.width // 2, im.height // 2), Image.LANCZOS),
+    "resized 2x": lambda im: im.resize((im.width * 2, im.height * 2), Image.BICUBIC),
+    "cropped 5%": lambda im: crop(im, 0.05),
+    "cropped 10%": lambda im: crop(im, 0.10),
+}
+
+
+def stats(d: list[int]) -> dict:
+    a = np.array(d)
+    return {"pairs": len(a), "min": int(a.min()), "median": float(np.median(a)), "p95": float(np.percentile(a, 95)),
+            "max": int(a.max()), "within_threshold": int((a <= known.MAX_DISTANCE).sum())}
+
+
+def query_time(n: int = 1_000_000, repeats: int = 5) -> dict:
+    rng = np.random.default_rng(0)
+    index = known.Index()
+    rows = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+    index.add([{"entry": i + 1, "bank": "bench", "sha256": None, "pdq": rows[i].tobytes().hex(), "pdq_quality": 100,
+                "label": "FAKE", "note": ""} for i in range(n)])
+    query = rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex()
+    index.match("0" * 64, query, 100)  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        index.match("0" * 64, query, 100)
+    return {"hashes": n, "ms_per_query": round((time.perf_counter() - start) / repeats * 1000, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--realworld", help="the real-world set (default: $FAKELENS_REALWORLD or ../shared/realworld-dev)")
+    ap.add_argument("--out", type=Path, default=RESULTS / "pdq.json")
+    args = ap.parse_args()
+    originals, stems, distances, low = [], [], {name: [] for name in EDITS}, 0
+    for item in tqdm(load_set(realworld_dir(args.realworld)), desc="hashing", unit="image"):
+        rgb = open_rgb(item["raw"], MAX_PIXELS)
+        pdq, quality = known.pdq_of(rgb)
+        if quality < known.MIN_QUALITY:
+            low += 1  # never matched, whatever the distance
+            continue
+        originals.append(pdq)
+        stems.append(item["file"].rsplit(".", 1)[0])  # pillow__hopper.jpg, .bmp, .tif ...: one picture, five files
+        for name, edit in EDITS.items():
+            copy, q = known.pdq_of(edit(rgb))
+            distances[name].append(known.distance(pdq, copy) if q >= known.MIN_QUALITY else 256)
+    pairs = list(itertools.combinations(zip(originals, stems), 2))
+    unrelated = [known.distance(a, b) for (a, sa), (b, sb) in pairs if sa != sb]
+    same = [known.distance(a, b) for (a, sa), (b, sb) in pairs if sa == sb]
+    result = {"images": len(originals), "low_quality_never_matched": low, "threshold": known.MAX_DISTANCE,
+              "copies": {name: stats(d) for name, d in distances.items()}, "unrelated_pairs": stats(unrelated),
+              "same_picture_other_file": stats(same),
+              "query": query_time()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    for name, s in result["copies"].items():
+        print(f"{name:24s} median {s['median']:5.1f}  p95 {s['p95']:5.1f}  max {s['max']:3d}  "
+              f"match {s['within_threshold']}/{s['pairs']}")
+    u = result["unrelated_pairs"]
+    print(f"unrelated pairs: {u['pairs']}, min {u['min']}, median {u['median']}, within threshold {u['within_threshold']}")
+    print(f"same picture in another file: {result['same_picture_other_file']}")
+    print(f"query over {result['query']['hashes']:,} hashes: {result['query']['ms_per_query']} ms")
+
+
+if __name__ == "__main__":
+    main()
