@@ -27,23 +27,29 @@ define apt_install
 	  $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi
 endef
 
+# PostgreSQL's binaries are not on PATH (/usr/lib/postgresql/<version>/bin): checked by path.
+define pg_install
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "installing with apt: postgresql"; \
+	  $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql; }
+endef
+
 deps: $(VENV)/.deps  ## Python packages into .venv
 
 up: deps  ## the embedded stack: tritonserver + gateway + prometheus on this machine (Ctrl-C stops it)
 	$(call apt_install,prometheus nginx)
 	$(PY) -m stack.launch
 
-check: deps  ## the quick tier (under a minute): unit and small tests, no stack, no rescoring, no browser
+check: deps  ## the quick tier (about a minute): unit and small tests, no stack, no rescoring, no browser
+	$(pg_install)
 	$(PY) -m pytest -q tests/test_images.py tests/test_verdict.py tests/test_provenance.py tests/test_gateway_unit.py \
-	  tests/test_k8s.py tests/test_data.py tests/test_compose.py -k "not venv"
+	  tests/test_watermark.py tests/test_store.py tests/test_k8s.py tests/test_data.py tests/test_compose.py -k "not venv"
 
 lint: deps  ## ruff, configured in pyproject.toml
 	$(PY) -m ruff check .
 
 test: deps  ## every test, starting the real processes on free loopback ports
 	$(call apt_install,prometheus nginx chromium docker-compose)
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "installing with apt: postgresql"; \
-	  $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql; }
+	$(pg_install)
 	$(PY) -m pytest -q tests
 
 train: deps  ## all three models (MODEL=baseline_cnn|tuned_cnn|resnet50 for one; SET="key=value ..." overrides the recipe)

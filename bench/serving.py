@@ -8,8 +8,8 @@ One run measures, on the same machine and the same real CIFAKE test images:
   2. the stack (nginx -> gunicorn gateway -> Triton) at each concurrency level, one image a request,
   3. the stack's batch path: `fakelens scan` (client/) at its default settings over a folder,
   4. the seed-style server (one process, three models in a row) at the same levels,
-  5. what optional work costs: single uploads at concurrency 16, and the batch path, with each feature
-     on (the stack of 2.) and off (a stack of its own), on the CIFAKE images and on the same images
+  5. what optional work costs: single uploads at concurrency 16, and the batch path, with every feature
+     on, each off, and all on again (fresh stacks, empty databases), on the CIFAKE images and on the same images
      enlarged to 512 px (large enough to carry a generator watermark, so the watermark reader runs
      on each); and the hashing (SHA-256 + PDQ) that records and matching add, per upload, in process,
 then prints the table and writes bench/results/serving.json and serving.png.
@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -145,29 +146,37 @@ def hashing_ms(sets: dict[str, list[bytes]]) -> dict:
     return out
 
 
-def feature_costs(url: str, sets: dict[str, list[bytes]], seconds: float, workers: int, threads: int,
-                  model_threads: int) -> dict:
-    """req/s at AB_CONCURRENCY and the batch path's images/s, with every feature on (`url`) and with each
-    feature off (a stack of its own)."""
-    def measure(target: str) -> dict:
-        out = {name: run_level(target + "/v1/predict", imgs, AB_CONCURRENCY, seconds).summary()
-               for name, imgs in sets.items()}
-        out["batch path"] = measure_batch_path(target, next(iter(sets.values())), ROOT / ".run" / "bench-images")
-        return out
-    out = {"concurrency": AB_CONCURRENCY, "hashing_ms_per_upload": hashing_ms(sets), "all on": measure(url)}
-    for feature, env in FEATURES.items():
-        with Stack(Ports(*free_ports(5)), run_dir=ROOT / ".run" / "bench-off", services=("triton", "gateway"),
-                   workers=workers, threads=threads, model_threads=model_threads, limits=UNLIMITED,
-                   gateway_env=env) as off:
-            out[f"{feature} off"] = measure(f"http://127.0.0.1:{off.ports.gateway}")
-        out[f"{feature}: on over off"] = {
-            **{name: round(out["all on"][name]["rps"] / out[f"{feature} off"][name]["rps"], 3) for name in sets},
-            "batch path": round(out["all on"]["batch path"]["images_per_s"]
-                                / out[f"{feature} off"]["batch path"]["images_per_s"], 3)}
-        print(f"  {feature}: on / off: " + "; ".join(
-            f"{name} c{AB_CONCURRENCY} {out['all on'][name]['rps']:.1f} / {out[f'{feature} off'][name]['rps']:.1f} req/s"
-            for name in sets) + f"; batch path {out['all on']['batch path']['images_per_s']} / "
-              f"{out[f'{feature} off']['batch path']['images_per_s']} images/s", flush=True)
+def feature_costs(sets: dict[str, list[bytes]], seconds: float, workers: int, threads: int, model_threads: int) -> dict:
+    """req/s at AB_CONCURRENCY and the batch path's images/s with every feature on, then with each feature off,
+    then on again (the two "on" runs averaged): each a fresh stack with an empty database, so neither side
+    inherits the other's records."""
+    def measure(env: dict[str, str]) -> dict:
+        run_dir = ROOT / ".run" / "bench-features"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        with Stack(Ports(*free_ports(5)), run_dir=run_dir, services=("triton", "gateway"), workers=workers,
+                   threads=threads, model_threads=model_threads, limits=UNLIMITED, gateway_env=env) as stack:
+            url = f"http://127.0.0.1:{stack.ports.gateway}"
+            run_level(url + "/v1/predict", next(iter(sets.values())), 2, 2)  # warm-up, not recorded
+            out = {name: run_level(url + "/v1/predict", imgs, AB_CONCURRENCY, seconds).summary()
+                   for name, imgs in sets.items()}
+            out["batch path"] = measure_batch_path(url, next(iter(sets.values())), ROOT / ".run" / "bench-images")
+            return out
+
+    def rate(row: dict) -> float:
+        return row["rps"] if "rps" in row else row["images_per_s"]
+
+    first = measure({})
+    offs = {feature: measure(env) for feature, env in FEATURES.items()}
+    again = measure({})
+    names = [*sets, "batch path"]
+    on = {name: round((rate(first[name]) + rate(again[name])) / 2, 1) for name in names}
+    out = {"concurrency": AB_CONCURRENCY, "hashing_ms_per_upload": hashing_ms(sets), "all on (first)": first,
+           "all on (last)": again, "all on (mean)": on}
+    for feature, off in offs.items():
+        out[f"{feature} off"] = off
+        out[f"{feature}: on over off"] = {name: round(on[name] / rate(off[name]), 3) for name in names}
+        print(f"  {feature}: on / off: " + "; ".join(f"{name} {on[name]} / {rate(off[name]):.1f}" for name in names)
+              + " (req/s at c16; batch path images/s)", flush=True)
     return out
 
 
@@ -263,18 +272,20 @@ def main() -> None:
         url = args.url.rstrip("/")
     else:
         run_dir = ROOT / ".run" / "bench"
+        for old in run_dir.glob("fakelens.db*"):  # each run records into an empty database
+            old.unlink()
         stack = Stack(Ports(*free_ports(5)), run_dir=run_dir, services=("triton", "gateway"), workers=args.workers,
                       threads=args.threads, model_threads=args.model_threads, limits=UNLIMITED).start()
         url = f"http://127.0.0.1:{stack.ports.gateway}"
     try:
         result["stack"] = measure_levels("stack", url + "/v1/predict", images, levels, args.seconds, stack)
         result["batch"] = measure_batch_path(url, images, ROOT / ".run" / "bench-images", stack)
-        if stack:  # the features are switched off in stacks of its own making
-            result["features"] = feature_costs(url, {"CIFAKE 32x32": images, "enlarged to 512 px": enlarged(images[:200])},
-                                               args.seconds, args.workers, args.threads, args.model_threads)
     finally:
         if stack:
             stack.stop()
+    if stack:  # a stack started here: the features are measured in stacks of their own
+        result["features"] = feature_costs({"CIFAKE 32x32": images, "enlarged to 512 px": enlarged(images[:200])},
+                                           args.seconds, args.workers, args.threads, args.model_threads)
     if not args.only_stack:
         result["seed"] = seed_levels(images, levels, args.seconds)
         result["summary"] = summarise(result, levels)

@@ -49,7 +49,7 @@ scans = sa.Table(
     sa.Column("provenance", sa.JSON, nullable=False),  # {"ai_generated", "sources"}
     sa.Column("api_key_id", sa.String(16)),  # which key asked (its id, never the key)
     sa.Column("image", sa.LargeBinary),  # only with FAKELENS_KEEP_IMAGES
-    sa.Column("image_expires_at", sa.DateTime(timezone=True)),
+    sa.Column("image_expires_at", sa.DateTime(timezone=True), index=True),
     sa.Column("reviewed", sa.Boolean, nullable=False, server_default=sa.false()),  # the review queue's filter
 )
 reviews = sa.Table(
@@ -199,11 +199,15 @@ class Store:
         try:
             with self._tx() as conn:
                 conn.execute(scans.insert(), [{**r, "id": i, "created_at": stamp} for i, r in zip(ids, rows)])
-                conn.execute(scans.update().where(scans.c.image_expires_at < stamp)
-                             .values(image=None, image_expires_at=None))  # retention: expired images go
         except sa.exc.SQLAlchemyError as exc:
             raise self._failed(exc) from None
         return ids
+
+    def drop_expired_images(self) -> int:
+        """Retention: forget the bytes of kept images past their time (records stay); how many."""
+        with self._tx() as conn:
+            return conn.execute(scans.update().where(scans.c.image_expires_at < now())
+                                .values(image=None, image_expires_at=None)).rowcount
 
     def _current_review(self, conn: sa.Connection, scan_id: str) -> sa.Row | None:
         return conn.execute(sa.select(reviews).where(reviews.c.scan_id == scan_id, reviews.c.current)).first()

@@ -101,3 +101,16 @@ def test_an_unreachable_database_fails_fast_with_store_error(postgres):
     with pytest.raises(StoreError):  # and the next call does not wait out another timeout
         store.record([ROW])
     assert time.monotonic() - start < 5
+
+
+def test_kept_images_are_dropped_after_their_retention(url):
+    import datetime as dt
+
+    from gateway.store import now
+
+    store = Store(url)
+    old, fresh = store.record([{**ROW, "image": b"old bytes", "image_expires_at": now() - dt.timedelta(seconds=1)},
+                               {**ROW, "image": b"new bytes", "image_expires_at": now() + dt.timedelta(days=1)}])
+    assert store.image(old) is None and store.image(fresh) == b"new bytes"  # past its time: not served
+    assert store.drop_expired_images() == 1
+    assert store.scan(old)["image_kept"] is False and store.scan(fresh)["image_kept"] is True

@@ -1,4 +1,5 @@
-"""Reviews by people, and banks of reviewed images' hashes; scans learn whether they were reviewed.
+"""Reviews by people, and banks of reviewed images' hashes; scans learn whether they were reviewed,
+and kept images expire by an index.
 
 Revision ID: 0002
 """
@@ -14,6 +15,7 @@ down_revision = "0001"
 def upgrade() -> None:
     with op.batch_alter_table("scans") as batch:
         batch.add_column(sa.Column("reviewed", sa.Boolean, nullable=False, server_default=sa.false()))
+    op.create_index("ix_scans_image_expires_at", "scans", ["image_expires_at"])  # retention sweeps
     op.create_table(
         "reviews",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -46,5 +48,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("bank_entries")
     op.drop_table("reviews")
+    op.drop_index("ix_scans_image_expires_at", "scans")
     with op.batch_alter_table("scans") as batch:
         batch.drop_column("reviewed")
