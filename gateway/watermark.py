@@ -8,8 +8,8 @@ its remainder says 0 (a quarter step) or 1 (three quarters). Block k carries bit
 of an n-bit message; decoding is a majority vote per bit.
 
 This is the same computation in numpy, vectorised over all blocks (tests check it bit
-for bit against the package's own decoder). It reads from float pixels, in both channel
-orders, since the generators embed in float arrays and some pass RGB where BGR is meant.
+for bit against the package's own decoder). It reads from the decoded 8-bit pixels as the float
+arrays the generators embed in, in both channel orders, since some pass RGB where BGR is meant.
 
 The mark is positive-only evidence: it survives lossless saves and JPEG without chroma
 subsampling, and is destroyed by chroma-subsampled JPEG (most "save as JPEG" defaults),
@@ -27,10 +27,18 @@ MIN_PIXELS = 256 * 256  # imwatermark refuses to embed in anything smaller, and 
 # The reference generators write at most ~4 MP (SDXL 1024x1024 and its wide sizes, FLUX up to 2 MP); decoding
 # is skipped above this, which bounds its time (~13 ms per MP) and memory (a few float copies of one channel).
 MAX_PIXELS = 8 * 1024 * 1024
-# OpenCV's float BGR->YUV (color_yuv.simd.hpp): Y = fma(B, 0.114, fma(G, 0.587, R * 0.299)), U = fma(B - Y, 0.492, 0.5),
-# in float32. Votes sit on the 18-of-36 boundary of a remainder, so the arithmetic is copied, rounding for rounding:
-# a grey image's U is 0.5 plus rounding noise, and its votes are nothing but that noise.
-R2Y, G2Y, B2Y, B2U = (np.float64(np.float32(c)) for c in (0.299, 0.587, 0.114, 0.492))
+# OpenCV's float BGR->YUV (color_yuv.simd.hpp, vector path): Y = fma(B, 0.114, fma(G, 0.587, R * 0.299)),
+# U = fma(B - Y, 0.492, 0.5), in float32. Votes sit on the 18-of-36 boundary of a remainder, so the arithmetic is
+# copied, rounding for rounding: a grey image's U is 0.5 plus rounding noise, and its votes are nothing but that noise.
+# For 8-bit pixels the products are table lookups: float64 holds each exactly (R's rounded to float32 first, as
+# OpenCV's plain multiply does), so one rounding to float32 after a float64 sum is a fused multiply-add. (OpenCV's
+# scalar tail, the last pixels of a row whose width is not a multiple of its vector width, rounds otherwise; not copied.)
+_LEVELS = np.arange(256, dtype=np.float32)
+_R2Y = (_LEVELS * np.float32(0.299)).astype(np.float64)
+_G2Y = _LEVELS.astype(np.float64) * np.float64(np.float32(0.587))
+RG2Y = (_G2Y[:, None] + _R2Y[None, :]).astype(np.float32).astype(np.float64).ravel()  # [G * 256 + R]
+B2Y = _LEVELS.astype(np.float64) * np.float64(np.float32(0.114))
+B2U = np.float64(np.float32(0.492))
 HAAR = np.float32(np.sqrt(0.5))  # PyWavelets' Haar filter taps, as float32 for float32 data
 
 
@@ -63,13 +71,10 @@ MARKS = (
 
 
 def u_channel(rgb: np.ndarray, swap: bool = False) -> np.ndarray:
-    """float32 U of an RGB uint8/float array exactly as OpenCV computes it from BGR (swap: as if RGB were passed for BGR).
-
-    float64 holds every product of two float32 exactly, so one rounding to float32 after it is a fused multiply-add."""
-    r, g, b = (rgb[..., i].astype(np.float32) for i in ((2, 1, 0) if swap else (0, 1, 2)))  # a channel at a time
-    f32 = np.float32
-    y = (b * B2Y + (g * G2Y + (r * R2Y).astype(f32)).astype(f32)).astype(f32)
-    return ((b - y).astype(np.float64) * B2U + 0.5).astype(f32)
+    """float32 U of uint8 RGB pixels exactly as OpenCV computes it from float BGR (swap: as if RGB were passed for BGR)."""
+    r, g, b = (rgb[..., i] for i in ((2, 1, 0) if swap else (0, 1, 2)))
+    y = (B2Y[b] + RG2Y[(g.astype(np.uint16) << 8) | r]).astype(np.float32)
+    return ((b.astype(np.float32) - y).astype(np.float64) * B2U + 0.5).astype(np.float32)
 
 
 def _haar_low(x: np.ndarray, axis: int) -> np.ndarray:
