@@ -9,9 +9,9 @@ Environment it reads (the README's table lists them too):
     FAKELENS_MAX_UPLOAD_BYTES and the other FAKELENS_* gateway settings (gateway/config.py)
 Logs go to .run/logs/<service>.log.
 
-However the launcher is stopped (Ctrl-C once or twice, SIGTERM once or repeated, SIGHUP when
-its terminal closes, or that terminal hung up with no signal sent, as under `setsid` or
-`script -c`) it stops everything it started; a second signal during the shutdown is
+However the launcher is stopped (Ctrl-C once or twice, Ctrl-D, SIGTERM once or repeated, SIGHUP
+when its terminal closes, or that terminal hung up with no signal sent, as under `setsid`, or
+relayed as end of input, as under `script -c`) it stops everything it started; a second signal during the shutdown is
 acknowledged, not obeyed halfway. Each child is also told to die with the launcher
 (PR_SET_PDEATHSIG), so not even a SIGKILL of the launcher leaves one behind.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -372,6 +373,21 @@ def say(text: str, err: bool = False) -> None:
         pass
 
 
+def input_ended(fd: int = 0) -> bool:
+    """Whether the terminal on `fd` has reached end of input. Typed lines are read and ignored."""
+    if not select.select([fd], [], [], 0)[0]:
+        return False
+    try:
+        if os.tcgetpgrp(fd) != os.getpgrp():
+            return False  # a background job: reading its terminal would stop it (SIGTTIN)
+    except OSError:
+        pass  # not our controlling terminal (setsid): reading cannot stop us
+    try:
+        return os.read(fd, 4096) == b""
+    except OSError:
+        return True  # hung up
+
+
 def main() -> None:
     stack = Stack()
     stopping = False
@@ -399,10 +415,12 @@ fakelens is up (logs in {stack.run_dir / 'logs'}):
 Ctrl-C stops everything.""")
         terminal = [fd for fd in (0, 1, 2) if os.isatty(fd)]
         while all(s.proc.poll() is None for s in stack.started):
-            # Under `setsid make up` or `script -c "make up"` no SIGHUP may reach us when the terminal closes,
-            # but a hung-up terminal stops being one (its ioctls fail): that is the hangup.
+            # Under `setsid make up` no SIGHUP reaches us when the terminal closes, but a hung-up terminal stops
+            # being one (its ioctls fail). Under `script -c "make up"`, script relays the close as end of input.
             if terminal and not any(os.isatty(fd) for fd in terminal):
                 raise Shutdown("SIGHUP (the terminal is gone)")
+            if 0 in terminal and input_ended():
+                raise Shutdown("end of input (Ctrl-D, or the terminal closed)")
             time.sleep(1)
         dead = [s.name for s in stack.started if s.proc.poll() is not None]
         say(f"{', '.join(dead)} exited; stopping the rest (see {stack.run_dir / 'logs'})", err=True)

@@ -103,6 +103,8 @@ def stop(up: Up, how: str) -> None:
         os.write(up.fd, b"\x03")
         time.sleep(1)
         os.write(up.fd, b"\x03")
+    elif how == "ctrl-d":  # end of input
+        os.write(up.fd, b"\x04")
     elif how == "sigterm to the group":  # systemd, `kill -- -PGID`; make forwards it again
         os.killpg(up.pid, signal.SIGTERM)
     elif how == "sigterm repeated":
@@ -120,7 +122,7 @@ def stop(up: Up, how: str) -> None:
         raise ValueError(how)
 
 
-STOPS = ["ctrl-c", "ctrl-c twice", "sigterm to the group", "sigterm repeated", "terminal closed", "launcher killed",
+STOPS = ["ctrl-c", "ctrl-c twice", "ctrl-d", "sigterm to the group", "sigterm repeated", "terminal closed", "launcher killed",
          "terminal closed under setsid", "terminal closed under script"]
 # `setsid -w make up`: make runs in a session of its own, which the terminal's hangup never signals.
 # `script -c "make up"`: make runs on script's own pseudo-terminal, behind the one that closes.
