@@ -49,10 +49,11 @@ def record(raws: list[bytes], formats: list[str], hashes: list[dict], results: l
         return
     keep = cfg["KEEP_IMAGES"]
     expires = now() + dt.timedelta(days=cfg["IMAGE_RETENTION_DAYS"]) if keep else None
+    used = dataclasses.asdict(rule)
     rows = [{**h, "width": r["thumbnail"]["width"], "height": r["thumbnail"]["height"], "format": fmt,
              "verdict": r["verdict"], "decided_by": r["decided_by"], "prob_fake": r["prob_fake"],
              "models": {m: {"prob_fake": a["prob_fake"], "version": a["version"]} for m, a in r["models"].items()},
-             "rule": dataclasses.asdict(rule), "provenance": summary(r["provenance"]),
+             "rule": used, "provenance": summary(r["provenance"]),
              "api_key_id": g.key.id if g.get("key") else None,
              "image": raw if keep else None, "image_expires_at": expires}
             for raw, fmt, h, r in zip(raws, formats, hashes, results)]
