@@ -177,3 +177,15 @@ def test_contract_cache_is_safe_while_a_lost_connection_clears_it():
     finally:
         stop.set()
         other.join()
+
+
+def test_a_keys_file_line_is_a_key_and_an_optional_role(tmp_path):
+    from gateway.auth import load_keys
+
+    (tmp_path / "keys").write_text("# clients and reviewers\nclient-1\nreviewer-1 reviewer\n")
+    keys = load_keys(str(tmp_path / "keys"))
+    assert [(k.secret, k.role) for k in keys] == [(b"client-1", "client"), (b"reviewer-1", "reviewer")]
+    assert len(keys[0].id) == 12 and keys[0].id not in "client-1"  # an id, never the key
+    (tmp_path / "bad").write_text("key-1 admin\n")
+    with pytest.raises(ValueError, match="line 1"):
+        load_keys(str(tmp_path / "bad"))
