@@ -35,18 +35,27 @@ def dev() -> dict[str, list[bytes]]:
 
 
 class Known:
-    """A stack with a reviewer key and a client key, its records in a SQLite file that outlives restarts."""
+    """A stack with a reviewer key and a client key, its records in a database that outlives restarts
+    (a SQLite file by default)."""
 
-    def __init__(self, tmp):
+    def __init__(self, tmp, database_url: str | None = None):
         (tmp / "keys").write_text(f"{REVIEWER} reviewer\n{CLIENT}\n")
         self.tmp, self.ports = tmp, Ports(*free_ports(5))
         self.env = {"FAKELENS_API_KEYS_FILE": str(tmp / "keys"), "FAKELENS_KEEP_IMAGES": "1"}
+        self.database_url = database_url or f"sqlite:///{tmp / 'fakelens.db'}"
         self.start()
 
     def start(self) -> None:
         self.stack = Stack(self.ports, run_dir=self.tmp / "run", services=("triton", "gateway"), workers=2, threads=4,
-                           gateway_env=self.env, database_url=f"sqlite:///{self.tmp / 'fakelens.db'}").start()
+                           gateway_env=self.env, database_url=self.database_url, limits=UNLIMITED).start()
         self.url = f"http://127.0.0.1:{self.ports.gateway}"
+
+    def kill_gateway_and_restart(self) -> None:
+        """SIGKILL every gunicorn process (nothing flushed, nothing closed), then start the stack again."""
+        gateway = next(s for s in self.stack.started if s.name == "gateway")
+        os.killpg(gateway.proc.pid, signal.SIGKILL)
+        self.stack.stop()
+        self.start()
 
     def predict(self, raw: bytes, key: str = CLIENT) -> dict:
         r = requests.post(self.url + "/v1/predict", files={"image": ("x", raw)}, timeout=60,
@@ -91,10 +100,7 @@ def test_reviewed_images_come_back_decided_by_review_even_resized_recompressed_a
 
     check()
     # A review answered 2xx survives a SIGKILL of the gateway (every gunicorn process) and a restart of the stack.
-    gateway = next(s for s in known.stack.started if s.name == "gateway")
-    os.killpg(gateway.proc.pid, signal.SIGKILL)
-    known.stack.stop()
-    known.start()
+    known.kill_gateway_and_restart()
     for label, (scan_id, _, note) in scans.items():
         record = known.call("GET", f"/v1/scans/{scan_id}").json()
         assert record["review"]["label"] == label and record["review"]["note"] == note
@@ -147,18 +153,66 @@ def test_without_a_keys_file_reviews_answer_403_saying_how_to_add_a_reviewer(gat
     assert body["recorded"] is True and len(body["scan_id"]) == 32
 
 
+def new_database(postgres, name: str) -> str:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(postgres.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    return postgres.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def test_on_postgresql_reviews_survive_a_sigkill_and_eight_reviewers_at_once_lose_nothing(tmp_path, postgres, dev):
+    from concurrent.futures import ThreadPoolExecutor
+
+    known = Known(tmp_path, new_database(postgres, "killtest"))
+    try:
+        photos = dev["real_photo"][30:46]
+        scan_ids = [known.predict(raw)["scan_id"] for raw in photos]
+
+        def review(i: int) -> int:
+            return known.call("POST", f"/v1/scans/{scan_ids[i]}/review",
+                              json={"label": "REAL", "note": f"reviewer {i % 8}"}).status_code
+        with ThreadPoolExecutor(8) as pool:  # 8 reviewers at once, through both gunicorn workers
+            assert set(pool.map(review, range(len(scan_ids)))) == {201}
+        known.kill_gateway_and_restart()
+        for i, scan_id in enumerate(scan_ids):
+            assert known.call("GET", f"/v1/scans/{scan_id}").json()["review"]["note"] == f"reviewer {i % 8}"
+        exported = known.call("GET", "/v1/banks/reviewed/export").text.splitlines()
+        assert len(exported) == 1 + len(scan_ids)  # one bank entry per reviewed scan
+    finally:
+        known.stack.stop()
+
+
+def test_on_sqlite_a_locked_database_never_fails_a_prediction(tmp_path, cifake_samples):
+    """Another process holds the SQLite file's write lock: predictions answer 200 unrecorded, then record again."""
+    import sqlite3
+
+    known = Known(tmp_path)
+    try:
+        raw = cifake_samples[0][1]
+        assert known.predict(raw)["recorded"] is True
+        lock = sqlite3.connect(str(tmp_path / "fakelens.db"), isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        start = time.time()
+        answers = [known.predict(raw) for _ in range(6)]
+        assert all(a["verdict"] for a in answers) and not any(a["recorded"] for a in answers)
+        assert time.time() - start < 6 * 2 + 5  # each wait is bounded; after one, the store does not wait again
+        lock.execute("ROLLBACK")
+        lock.close()
+        time.sleep(2.5)  # past the store's retry pause
+        assert known.predict(raw)["recorded"] is True
+    finally:
+        known.stack.stop()
+
+
 def test_the_database_down_during_a_load_never_fails_a_prediction(tmp_path, postgres, cifake_samples):
     """PostgreSQL stopped under load: every prediction still 200, with "recorded": false and the failure counted;
     records resume once it is back."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(postgres.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql("CREATE DATABASE downtest")
-    admin.dispose()
-    url = postgres.url.rsplit("/", 1)[0] + "/downtest"
+    url = new_database(postgres, "downtest")
     stack = Stack(Ports(*free_ports(5)), run_dir=tmp_path, services=("triton", "gateway"), workers=2, threads=4,
                   database_url=url, limits=UNLIMITED).start()
     gateway = f"http://127.0.0.1:{stack.ports.gateway}"
