@@ -146,10 +146,11 @@ def hashing_ms(sets: dict[str, list[bytes]]) -> dict:
     return out
 
 
-def feature_costs(sets: dict[str, list[bytes]], seconds: float, workers: int, threads: int, model_threads: int) -> dict:
+def feature_costs(sets: dict[str, list[bytes]], seconds: float, workers: int, threads: int, model_threads: int,
+                  repeats: int = 1) -> dict:
     """req/s at AB_CONCURRENCY and the batch path's images/s with every feature on, then with each feature off,
-    then on again (the two "on" runs averaged): each a fresh stack with an empty database, so neither side
-    inherits the other's records."""
+    `repeats` times, then on once more (the "on" runs averaged, and each feature's "off" runs): each a fresh
+    stack with an empty database, so neither side inherits the other's records."""
     def measure(env: dict[str, str]) -> dict:
         run_dir = ROOT / ".run" / "bench-features"
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -165,17 +166,24 @@ def feature_costs(sets: dict[str, list[bytes]], seconds: float, workers: int, th
     def rate(row: dict) -> float:
         return row["rps"] if "rps" in row else row["images_per_s"]
 
-    first = measure({})
-    offs = {feature: measure(env) for feature, env in FEATURES.items()}
-    again = measure({})
+    ons, offs = [], {feature: [] for feature in FEATURES}
+    for _ in range(repeats):
+        ons.append(measure({}))
+        for feature, env in FEATURES.items():
+            offs[feature].append(measure(env))
+    ons.append(measure({}))
     names = [*sets, "batch path"]
-    on = {name: round((rate(first[name]) + rate(again[name])) / 2, 1) for name in names}
-    out = {"concurrency": AB_CONCURRENCY, "hashing_ms_per_upload": hashing_ms(sets), "all on (first)": first,
-           "all on (last)": again, "all on (mean)": on}
-    for feature, off in offs.items():
-        out[f"{feature} off"] = off
-        out[f"{feature}: on over off"] = {name: round(on[name] / rate(off[name]), 3) for name in names}
-        print(f"  {feature}: on / off: " + "; ".join(f"{name} {on[name]} / {rate(off[name]):.1f}" for name in names)
+
+    def mean(runs: list[dict]) -> dict:
+        return {name: round(sum(rate(r[name]) for r in runs) / len(runs), 1) for name in names}
+    on = mean(ons)
+    out = {"concurrency": AB_CONCURRENCY, "repeats": repeats, "hashing_ms_per_upload": hashing_ms(sets),
+           "all on (runs)": ons, "all on (mean)": on}
+    for feature, runs in offs.items():
+        off = mean(runs)
+        out[f"{feature} off (runs)"], out[f"{feature} off (mean)"] = runs, off
+        out[f"{feature}: on over off"] = {name: round(on[name] / off[name], 3) for name in names}
+        print(f"  {feature}: on / off: " + "; ".join(f"{name} {on[name]} / {off[name]}" for name in names)
               + " (req/s at c16; batch path images/s)", flush=True)
     return out
 
@@ -252,6 +260,8 @@ def main() -> None:
                     help="gunicorn threads per worker (default: gateway/gunicorn_conf.py's)")
     ap.add_argument("--model-threads", type=int, default=1, help="torch threads per Triton model instance")
     ap.add_argument("--only-stack", action="store_true", help="skip the ceiling and the seed (tuning runs)")
+    ap.add_argument("--only-features", action="store_true", help="only 5.: what each optional feature costs")
+    ap.add_argument("--repeats", type=int, default=1, help="on/off rounds of 5. (each a fresh stack per side)")
     ap.add_argument("--out", type=Path, default=RESULTS / "serving.json")
     args = ap.parse_args()
     levels = [int(c) for c in args.levels.split(",")]
@@ -262,6 +272,14 @@ def main() -> None:
               "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds_per_level": args.seconds,
               "stack_config": {"gunicorn_workers": args.workers, "gunicorn_threads": args.threads,
                                "torch_threads_per_model": args.model_threads, "transport": "gRPC"}}
+    sets = {"CIFAKE 32x32": images, "enlarged to 512 px": enlarged(images[:200])}
+    if args.only_features:
+        result["features"] = feature_costs(sets, args.seconds, args.workers, args.threads, args.model_threads,
+                                           args.repeats)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+        return
     if not args.only_stack:
         print(f"in-process ceiling ({len(images)} images) ...", flush=True)
         result["ceiling"] = inprocess.ceiling(inprocess.load_models(ROOT / "model_repository"), images)
@@ -284,8 +302,8 @@ def main() -> None:
         if stack:
             stack.stop()
     if stack:  # a stack started here: the features are measured in stacks of their own
-        result["features"] = feature_costs({"CIFAKE 32x32": images, "enlarged to 512 px": enlarged(images[:200])},
-                                           args.seconds, args.workers, args.threads, args.model_threads)
+        result["features"] = feature_costs(sets, args.seconds, args.workers, args.threads, args.model_threads,
+                                           args.repeats)
     if not args.only_stack:
         result["seed"] = seed_levels(images, levels, args.seconds)
         result["summary"] = summarise(result, levels)

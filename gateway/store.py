@@ -152,6 +152,9 @@ class Store:
         self.engine = make_engine(url)
         self._migrated = False
         self._down_until = 0.0
+        # SQLite: the threads of one process take turns for the write lock here, where a waiter wakes the moment
+        # it is free, instead of in SQLite's busy handler, which polls with sleeps of up to 100 ms.
+        self._writing = threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
 
     def _failed(self, exc: Exception) -> StoreError:
         self._down_until = time.monotonic() + RETRY_S
@@ -185,22 +188,23 @@ class Store:
         except sa.exc.SQLAlchemyError as exc:
             raise self._failed(exc) from None
 
-    def _tx(self):
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sa.Connection]:
+        """A write transaction; SQLAlchemy's errors inside it become StoreError."""
         self._ready()
-        try:
-            return self.engine.begin()
-        except sa.exc.SQLAlchemyError as exc:
-            raise self._failed(exc) from None
+        with self._writing:
+            try:
+                with self.engine.begin() as conn:
+                    yield conn
+            except sa.exc.SQLAlchemyError as exc:
+                raise self._failed(exc) from None
 
     def record(self, rows: list[dict]) -> list[str]:
         """Store one scan record per row (one transaction); their ids. Raises StoreError."""
         ids = [uuid.uuid4().hex for _ in rows]
         stamp = now()
-        try:
-            with self._tx() as conn:
-                conn.execute(scans.insert(), [{**r, "id": i, "created_at": stamp} for i, r in zip(ids, rows)])
-        except sa.exc.SQLAlchemyError as exc:
-            raise self._failed(exc) from None
+        with self._tx() as conn:
+            conn.execute(scans.insert(), [{**r, "id": i, "created_at": stamp} for i, r in zip(ids, rows)])
         return ids
 
     def drop_expired_images(self) -> int:
@@ -245,41 +249,35 @@ class Store:
         """Record a review (replacing the scan's previous one, kept in history) and put the scan's hashes into
         the bank `reviewed`: (the review, the bank entry). NotFound; StoreError."""
         stamp = now()
-        try:
-            with self._tx() as conn:
-                scan = conn.execute(sa.select(scans.c.sha256, scans.c.pdq, scans.c.pdq_quality)
-                                    .where(scans.c.id == scan_id)).first()
-                if scan is None:
-                    raise NotFound(scan_id)
-                conn.execute(reviews.update().where(reviews.c.scan_id == scan_id).values(current=False))
-                conn.execute(reviews.insert().values(scan_id=scan_id, label=label, note=note, reviewer=reviewer,
-                                                     reviewed_at=stamp, current=True))
-                conn.execute(scans.update().where(scans.c.id == scan_id).values(reviewed=True))
-                previous = conn.execute(sa.select(sa.func.max(entries.c.id)).where(
-                    entries.c.scan_id == scan_id, entries.c.bank == REVIEWED_BANK)).scalar()
-                entry_id = conn.execute(entries.insert().values(
-                    bank=REVIEWED_BANK, sha256=scan.sha256, pdq=scan.pdq, pdq_quality=scan.pdq_quality, label=label,
-                    note=note, scan_id=scan_id, reviewer=reviewer, created_at=stamp, replaces=previous)
-                ).inserted_primary_key[0]
-                entry = conn.execute(sa.select(entries).where(entries.c.id == entry_id)).one()
-        except sa.exc.SQLAlchemyError as exc:
-            raise self._failed(exc) from None
+        with self._tx() as conn:
+            scan = conn.execute(sa.select(scans.c.sha256, scans.c.pdq, scans.c.pdq_quality)
+                                .where(scans.c.id == scan_id)).first()
+            if scan is None:
+                raise NotFound(scan_id)
+            conn.execute(reviews.update().where(reviews.c.scan_id == scan_id).values(current=False))
+            conn.execute(reviews.insert().values(scan_id=scan_id, label=label, note=note, reviewer=reviewer,
+                                                 reviewed_at=stamp, current=True))
+            conn.execute(scans.update().where(scans.c.id == scan_id).values(reviewed=True))
+            previous = conn.execute(sa.select(sa.func.max(entries.c.id)).where(
+                entries.c.scan_id == scan_id, entries.c.bank == REVIEWED_BANK)).scalar()
+            entry_id = conn.execute(entries.insert().values(
+                bank=REVIEWED_BANK, sha256=scan.sha256, pdq=scan.pdq, pdq_quality=scan.pdq_quality, label=label,
+                note=note, scan_id=scan_id, reviewer=reviewer, created_at=stamp, replaces=previous)
+            ).inserted_primary_key[0]
+            entry = conn.execute(sa.select(entries).where(entries.c.id == entry_id)).one()
         return ({"label": label, "note": note, "reviewer": reviewer, "reviewed_at": _iso(stamp)}, entry_dict(entry))
 
     def add_entries(self, bank: str, rows: list[dict], reviewer: str | None) -> list[dict]:
         """Known images without a scan (an upload, or a CSV of hashes): rows of sha256?, pdq, pdq_quality, label, note."""
         stamp = now()
-        try:
-            with self._tx() as conn:
-                out = []
-                for r in rows:
-                    entry_id = conn.execute(entries.insert().values(
-                        bank=bank, sha256=r.get("sha256"), pdq=r["pdq"], pdq_quality=r.get("pdq_quality"),
-                        label=r["label"], note=r.get("note", ""), reviewer=reviewer, created_at=stamp)
-                    ).inserted_primary_key[0]
-                    out.append(entry_dict(conn.execute(sa.select(entries).where(entries.c.id == entry_id)).one()))
-        except sa.exc.SQLAlchemyError as exc:
-            raise self._failed(exc) from None
+        with self._tx() as conn:
+            out = []
+            for r in rows:
+                entry_id = conn.execute(entries.insert().values(
+                    bank=bank, sha256=r.get("sha256"), pdq=r["pdq"], pdq_quality=r.get("pdq_quality"),
+                    label=r["label"], note=r.get("note", ""), reviewer=reviewer, created_at=stamp)
+                ).inserted_primary_key[0]
+                out.append(entry_dict(conn.execute(sa.select(entries).where(entries.c.id == entry_id)).one()))
         return out
 
     def entries_after(self, last_id: int) -> list[dict]:
