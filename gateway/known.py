@@ -62,9 +62,6 @@ class Index:
         self._ids = np.zeros(0, dtype=np.int64)  # PDQ rows: entry id, packed hash
         self._hashes = np.zeros((0, 16), dtype=np.uint16)
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def add(self, new: list[dict]) -> None:
         """Entries in id order; one that `replaces` another retires it."""
         with self._lock:

@@ -1,6 +1,6 @@
-"""Provenance evidence read from the uploaded bytes, before anything is decoded or resized.
+"""Provenance evidence read from the uploaded bytes, and from the decoded pixels for watermarks.
 
-Three kinds of evidence, each from what its writers document:
+Four kinds of evidence, each from what its writers document:
 - C2PA content credentials (c2pa-python, in a child process: c2pa_reader.py): the active manifest's actions and their
   `digitalSourceType`, the claim generator, and whether the signature validates;
 - IPTC `DigitalSourceType` in an XMP packet (IPTC Photo Metadata Standard, NewsCodes

@@ -128,12 +128,16 @@ def alembic_config(engine: sa.Engine) -> Config:
     return cfg
 
 
+# A record as the API shows it: every column but the image bytes, and whether they are kept.
+RECORD = [c for c in scans.c if c.name != "image"] + [scans.c.image.is_not(None).label("has_image")]
+
+
 def _scan_row(r: sa.Row, review: sa.Row | None) -> dict:
     return {"scan_id": r.id, "created_at": _iso(r.created_at), "sha256": r.sha256, "pdq": r.pdq,
             "pdq_quality": r.pdq_quality, "width": r.width, "height": r.height, "format": r.format,
             "verdict": r.verdict, "decided_by": r.decided_by, "prob_fake": r.prob_fake, "models": r.models,
             "rule": r.rule, "provenance": r.provenance, "api_key_id": r.api_key_id,
-            "image_kept": r.image is not None if "image" in r._fields else r.has_image,
+            "image_kept": r.has_image,
             "review": None if review is None else {"label": review.label, "note": review.note,
                                                    "reviewer": review.reviewer, "reviewed_at": _iso(review.reviewed_at)}}
 
@@ -219,7 +223,7 @@ class Store:
     def scan(self, scan_id: str) -> dict:
         """The record with its current review; NotFound."""
         with self._reading() as conn:
-            row = conn.execute(sa.select(scans).where(scans.c.id == scan_id)).first()
+            row = conn.execute(sa.select(*RECORD).where(scans.c.id == scan_id)).first()
             if row is None:
                 raise NotFound(scan_id)
             return _scan_row(row, self._current_review(conn, scan_id))
@@ -231,8 +235,7 @@ class Store:
 
     def queue(self, verdict: str | None, reviewed: bool | None, limit: int, before: str | None) -> list[dict]:
         """Scans newest first (before: a created_at,id cursor from the previous page)."""
-        cols = [c for c in scans.c if c.name != "image"] + [(scans.c.image.is_not(None)).label("has_image")]
-        q = sa.select(*cols).order_by(scans.c.created_at.desc(), scans.c.id.desc()).limit(limit)
+        q = sa.select(*RECORD).order_by(scans.c.created_at.desc(), scans.c.id.desc()).limit(limit)
         if verdict:
             q = q.where(scans.c.verdict == verdict)
         if reviewed is not None:

@@ -13,7 +13,8 @@ def examine(raw: bytes, max_pixels: int, watermarks: bool = True, hashes: bool =
     raises images.BadImage for what cannot be judged."""
     rgb = images.open_rgb(raw, max_pixels)
     found = provenance.read(raw, np.asarray(rgb) if watermarks else None)
-    if not hashes:
-        return images.view(rgb), found, None
-    pdq, quality = known.pdq_of(rgb)
-    return images.view(rgb), found, {"sha256": known.sha256(raw), "pdq": pdq, "pdq_quality": quality}
+    hashed = None
+    if hashes:
+        pdq, quality = known.pdq_of(rgb)
+        hashed = {"sha256": known.sha256(raw), "pdq": pdq, "pdq_quality": quality}
+    return images.view(rgb), found, hashed
