@@ -11,7 +11,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from stack.twin import read_config
-from training import data, evaluate, export, train
+from training import data, evaluate, export, headroom, train
 from training.loop import Recipe, augmentations, pick_device, translate
 from training.nets import cnn, flip_averaged
 
@@ -192,3 +192,14 @@ def test_committed_configs_are_what_export_writes(name, tmp_path):
     cpu = read_config(ROOT / "model_repository" / name / "configs" / "cpu.pbtxt")
     assert served.backend == "python" and list(served.instance_group) == list(cpu.instance_group)
     assert served.parameters["verdict_rule"] == cpu.parameters["verdict_rule"]
+
+
+def test_headroom_counts_what_no_weighting_can_fix():
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    p = np.array([[.9, .9, .2, .1, .1, .1, .8, .4],   # wrong on images 2, 3 and 6
+                  [.9, .2, .9, .1, .1, .9, .1, .4],   # wrong on 1, 3 and 5
+                  [.2, .9, .9, .1, .9, .1, .1, .4]])  # wrong on 0, 3 and 4
+    f1, weights = headroom.best_weighting(p, y)
+    assert f1 == pytest.approx(6 / 7)  # image 3 is wrong by all three: at best TP 3, FN 1, FP 0
+    assert sum(weights) == pytest.approx(1)
+    assert headroom.allowed_errors(np.r_[np.ones(5000), np.zeros(5000)], 0.990) == 100

@@ -1,0 +1,81 @@
+"""What stands between the served ensemble and a CIFAKE F1 of 0.990, measured on validation only.
+
+    python -m training.headroom   # -> training/results/headroom.json
+
+The served models (model_repository/) and their served ensemble weights score the 10,000
+validation images; the test split is not read. It reports each model's errors, how many
+images every model gets wrong (no way of combining these three models fixes those), how many
+errors an F1 of 0.990 allows, and the best F1 any weighting of the three reaches: an
+optimistic ceiling for reweighting, since it is fitted and scored on the same images.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training import data, rule
+from training.evaluate import scripted_p_fake
+from training.loop import pick_device
+from training.metrics import binary_metrics
+from training.paths import REPOSITORY, RESULTS
+
+TARGET_F1 = 0.990
+GRID = 20  # weights in steps of 1/GRID
+
+
+def best_weighting(p: np.ndarray, y: np.ndarray) -> tuple[float, list[float]]:
+    """(F1, weights): the weighted mean of the rows of `p` with the best F1 at 0.5, over a simplex grid."""
+    best = (0.0, [])
+    for combo in itertools.product(range(GRID + 1), repeat=len(p) - 1):
+        if sum(combo) <= GRID:
+            w = np.array([*combo, GRID - sum(combo)]) / GRID
+            f1 = binary_metrics(y, w @ p)["f1"]
+            best = max(best, (f1, [round(float(v), 3) for v in w]))
+    return best
+
+
+def allowed_errors(y: np.ndarray, f1: float) -> int:
+    """Errors an F1 of `f1` allows when they split evenly between misses and false alarms:
+    with TP = positives - errors / 2, F1 = 2TP / (2TP + errors) = 1 - errors / (2 positives)."""
+    return int(2 * int(y.sum()) * (1 - f1))
+
+
+def headroom(repository: Path, val: data.Split) -> dict:
+    served = rule.load(repository)
+    names = sorted(served.weights)
+    p = np.stack([scripted_p_fake(torch.jit.load(str(repository / n / "1" / "model.pt"), map_location="cpu").eval(),
+                                  val.x, n) for n in names])
+    wrong = (p >= rule.THRESHOLD) != val.y.astype(bool)
+    ens = np.array([served.weights[n] for n in names]) @ p
+    f1, weights = best_weighting(p, val.y)
+    return {"validation_images": len(val),
+            "models": {n: {"f1": round(binary_metrics(val.y, p[i])["f1"], 4), "errors": int(wrong[i].sum())}
+                       for i, n in enumerate(names)},
+            "served_ensemble": {"weights": served.weights, "f1": round(binary_metrics(val.y, ens)["f1"], 4),
+                                "errors": int(((ens >= rule.THRESHOLD) != val.y.astype(bool)).sum())},
+            "wrong_by_every_model": int(wrong.all(0).sum()),
+            "wrong_by_two_or_more": int((wrong.sum(0) >= 2).sum()),
+            "wrong_by_any": int(wrong.any(0).sum()),
+            "best_weighting_on_validation": {"f1": round(f1, 4), "weights": dict(zip(names, weights))},
+            "errors_allowed_at_target": {"target_f1": TARGET_F1, "errors": allowed_errors(val.y, TARGET_F1)}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", help="folder with the CIFAKE archives (default: $FAKELENS_DATA or ../shared/data)")
+    ap.add_argument("--repository", type=Path, default=REPOSITORY)
+    ap.add_argument("--out", type=Path, default=RESULTS / "headroom.json")
+    args = ap.parse_args()
+    pick_device("cpu")
+    report = headroom(args.repository, data.load(args.data).val)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
