@@ -9,7 +9,7 @@ One run measures, on the same machine and the same real CIFAKE test images:
   3. the stack's batch path: `fakelens scan` (client/) at its default settings over a folder,
   4. the seed-style server (one process, three models in a row) at the same levels,
   5. what optional work costs: single uploads at concurrency 16, and the batch path, with every feature
-     on, each off, and all on again (fresh stacks, empty databases), on the CIFAKE images and on the same images
+     on and each off, in rounds (fresh stacks, empty databases), on the CIFAKE images and on the same images
      enlarged to 512 px (large enough to carry a generator watermark, so the watermark reader runs
      on each); and the hashing (SHA-256 + PDQ) that records and matching add, per upload, in process,
 then prints the table and writes bench/results/serving.json and serving.png.
@@ -23,6 +23,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -148,9 +149,11 @@ def hashing_ms(sets: dict[str, list[bytes]]) -> dict:
 
 def feature_costs(sets: dict[str, list[bytes]], seconds: float, workers: int, threads: int, model_threads: int,
                   repeats: int = 1) -> dict:
-    """req/s at AB_CONCURRENCY and the batch path's images/s with every feature on, then with each feature off,
-    `repeats` times, then on once more (the "on" runs averaged, and each feature's "off" runs): each a fresh
-    stack with an empty database, so neither side inherits the other's records."""
+    """req/s at AB_CONCURRENCY and the batch path's images/s with every feature on and with each feature off,
+    `repeats` rounds: each a fresh stack with an empty database, so neither side inherits the other's records.
+
+    This machine's throughput drifts by 10% between stacks a minute apart, so every other round runs its
+    stacks in reverse order, and each feature's cost is the median over rounds of that round's on / off."""
     def measure(env: dict[str, str]) -> dict:
         run_dir = ROOT / ".run" / "bench-features"
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -166,25 +169,22 @@ def feature_costs(sets: dict[str, list[bytes]], seconds: float, workers: int, th
     def rate(row: dict) -> float:
         return row["rps"] if "rps" in row else row["images_per_s"]
 
-    ons, offs = [], {feature: [] for feature in FEATURES}
-    for _ in range(repeats):
-        ons.append(measure({}))
-        for feature, env in FEATURES.items():
-            offs[feature].append(measure(env))
-    ons.append(measure({}))
+    sides = {"all on": {}, **{f"{feature} off": env for feature, env in FEATURES.items()}}
+    runs = {side: [] for side in sides}
+    for i in range(repeats):
+        for side in (list(sides) if i % 2 == 0 else list(sides)[::-1]):
+            runs[side].append(measure(sides[side]))
     names = [*sets, "batch path"]
-
-    def mean(runs: list[dict]) -> dict:
-        return {name: round(sum(rate(r[name]) for r in runs) / len(runs), 1) for name in names}
-    on = mean(ons)
-    out = {"concurrency": AB_CONCURRENCY, "repeats": repeats, "hashing_ms_per_upload": hashing_ms(sets),
-           "all on (runs)": ons, "all on (mean)": on}
-    for feature, runs in offs.items():
-        off = mean(runs)
-        out[f"{feature} off (runs)"], out[f"{feature} off (mean)"] = runs, off
-        out[f"{feature}: on over off"] = {name: round(on[name] / off[name], 3) for name in names}
-        print(f"  {feature}: on / off: " + "; ".join(f"{name} {on[name]} / {off[name]}" for name in names)
-              + " (req/s at c16; batch path images/s)", flush=True)
+    out = {"concurrency": AB_CONCURRENCY, "repeats": repeats, "hashing_ms_per_upload": hashing_ms(sets)}
+    for side, rows in runs.items():
+        out[f"{side} (runs)"] = rows
+        out[f"{side} (mean)"] = {name: round(statistics.mean(rate(r[name]) for r in rows), 1) for name in names}
+    for feature in FEATURES:
+        pairs = list(zip(runs["all on"], runs[f"{feature} off"]))
+        out[f"{feature}: on over off"] = {name: round(statistics.median(rate(on[name]) / rate(off[name])
+                                                                        for on, off in pairs), 3) for name in names}
+        print(f"  {feature}: on over off, median of {len(pairs)} rounds: "
+              + "; ".join(f"{name} {v}" for name, v in out[f"{feature}: on over off"].items()), flush=True)
     return out
 
 
