@@ -12,7 +12,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from stack.twin import read_config
 from training import data, evaluate, export, headroom, train
-from training.loop import Recipe, augmentations, pick_device, translate
+from training.loop import Recipe, augmentations, fit, pick_device, translate
 from training.nets import cnn, flip_averaged
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,3 +203,19 @@ def test_headroom_counts_what_no_weighting_can_fix():
     assert f1 == pytest.approx(6 / 7)  # image 3 is wrong by all three: at best TP 3, FN 1, FP 0
     assert sum(weights) == pytest.approx(1)
     assert headroom.allowed_errors(np.r_[np.ones(5000), np.zeros(5000)], 0.990) == 100
+
+
+def test_ema_leaves_the_average_of_the_weights_in_the_net(smoke):
+    """A decay near 1 keeps the average at the weights after the first step, so the net ends close to where it
+    started; without it the net ends wherever the optimiser took it."""
+    _, ds, *_ = smoke
+
+    def moved(ema: float) -> float:
+        torch.manual_seed(0)
+        net = cnn((8, 16), 1)
+        start = {k: p.detach().clone() for k, p in net.named_parameters()}
+        fit(net, ds.train, ds.val, Recipe(epochs=3, batch_size=64, lr=0.1, ema=ema), pick_device("cpu"))
+        return max(float((p.detach() - start[k]).abs().max()) for k, p in net.named_parameters())
+
+    plain, averaged = moved(0.0), moved(1 - 1e-9)
+    assert averaged < plain / 5, (averaged, plain)
