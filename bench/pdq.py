@@ -23,16 +23,16 @@ from tqdm import tqdm
 
 from bench import RESULTS
 from gateway import known
+from gateway.config import DEFAULTS
 from gateway.images import open_rgb
+from training import degrade
 from training.realworld import load_set, realworld_dir
 
-MAX_PIXELS = 50_000_000
+MAX_PIXELS = DEFAULTS["MAX_PIXELS"]
 
 
 def jpeg(img: Image.Image, quality: int) -> Image.Image:
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=quality)
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return Image.open(io.BytesIO(degrade.encode("JPEG", quality)(img))).convert("RGB")
 
 
 def crop(img: Image.Image, frac: float) -> Image.Image:

@@ -40,6 +40,8 @@ from bench.load import run_level, sample_test_images
 from bench.procs import stack_usage
 from fakelens_client import DEFAULT_BATCH, DEFAULT_CONCURRENCY, Client
 from gateway import gunicorn_conf, known
+from gateway.config import DEFAULTS
+from gateway.images import open_rgb
 from stack.launch import ROOT, UNLIMITED, Ports, Stack, free_ports
 
 # Triton's per-model counters: requests, executions (batches) and time spent queued.
@@ -138,7 +140,7 @@ def hashing_ms(sets: dict[str, list[bytes]]) -> dict:
     """In-process milliseconds per upload of the hashes records and matching need (gateway/known.py)."""
     out = {}
     for name, imgs in sets.items():
-        rgbs = [Image.open(io.BytesIO(raw)).convert("RGB") for raw in imgs[:200]]
+        rgbs = [open_rgb(raw, DEFAULTS["MAX_PIXELS"]) for raw in imgs[:200]]
         start = time.perf_counter()
         for raw, rgb in zip(imgs, rgbs):
             known.sha256(raw)

@@ -27,6 +27,7 @@ from PIL import Image, ImageOps
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
+from gateway.config import DEFAULTS
 from gateway.images import BadImage
 from gateway.uploads import examine
 from gateway.verdict import Rule
@@ -37,7 +38,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 RIGHT = {"real_photo": "REAL", "human_nonphoto": "REAL", "ai_generated": "FAKE"}  # human-made art is not AI
-MAX_PIXELS = 50_000_000
+MAX_PIXELS = DEFAULTS["MAX_PIXELS"]
 
 
 def realworld_dir(override: str | os.PathLike | None = None) -> Path:
