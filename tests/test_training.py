@@ -205,6 +205,17 @@ def test_headroom_counts_what_no_weighting_can_fix():
     assert headroom.allowed_errors(np.r_[np.ones(5000), np.zeros(5000)], 0.990) == 100
 
 
+
+def test_translation_tta_averages_the_served_net_over_translated_views(smoke):
+    tmp, ds = smoke[:2]
+    model = torch.jit.load(str(tmp / "repo" / "baseline_cnn" / "1" / "model.pt"))
+    alone, p_alone = headroom.translation_tta(model, ds.val, "smoke", shifts=((0, 0),))
+    assert alone["flip x 1 translations"] == alone["flip (as served)"]  # no translation: the served views only
+    report, p = headroom.translation_tta(model, ds.val, "smoke")
+    assert [r["passes_per_image"] for r in report.values()] == [2, 2 * len(headroom.SHIFTS)]
+    assert report["flip (as served)"] == alone["flip (as served)"]
+    assert p.shape == p_alone.shape and not np.allclose(p, p_alone)  # the translated views moved the scores
+
 def test_ema_leaves_the_average_of_the_weights_in_the_net(smoke):
     """A decay near 1 keeps the average at the weights after the first step, so the net ends close to where it
     started; without it the net ends wherever the optimiser took it."""
