@@ -82,6 +82,13 @@ class Index:
             if ids:
                 self._ids = np.concatenate([self._ids, np.array(ids, dtype=np.int64)])
                 self._hashes = np.concatenate([self._hashes, np.frombuffer(b"".join(hashes), np.uint16).reshape(-1, 16)])
+            live = self._ids >= 0
+            if 2 * live.sum() <= len(live):  # half or more retired rows: every query would scan them, so drop them
+                self._ids, self._hashes = self._ids[live], self._hashes[live]
+
+    def __len__(self) -> int:
+        """PDQ rows a query scans, retired ones included."""
+        return len(self._ids)
 
     def sync(self, store) -> None:
         """Take the entries the database has and this index has not, at most every SYNC_S seconds."""

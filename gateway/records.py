@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import time
 
 import sqlalchemy as sa
 from flask import current_app, g
 
 from gateway.metrics import MATCHES, RECORD_FAILURES, SCANS_RECORDED
-from gateway.store import StoreError, now
+from gateway.store import RETENTION_SWEEP_S, StoreError, now
 from gateway.verdict import Rule
-
-RETENTION_SWEEP_S = 60  # kept images past their time are dropped at most this often, per worker
-_last_sweep = [0.0]
 
 
 def matches(hashes: list[dict | None]) -> list[dict | None]:
@@ -68,9 +64,8 @@ def record(raws: list[bytes], formats: list[str], hashes: list[dict], results: l
     SCANS_RECORDED.inc(len(ids))
     for r, scan_id in zip(results, ids):
         r.update(scan_id=scan_id, recorded=True)
-    if keep and time.monotonic() - _last_sweep[0] > RETENTION_SWEEP_S:
-        _last_sweep[0] = time.monotonic()
+    if keep:
         try:
-            store.drop_expired_images()
+            store.drop_expired_images(at_most_every_s=RETENTION_SWEEP_S)
         except StoreError as exc:
             current_app.logger.warning("expired images not dropped: %s", exc)

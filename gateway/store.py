@@ -24,6 +24,7 @@ from alembic import command
 from alembic.config import Config
 
 LOCK_TIMEOUT_S = 2
+RETENTION_SWEEP_S = 60  # kept images past their time are dropped at most this often, per process
 RETRY_S = 2  # after a failure, calls fail at once for this long instead of each waiting out a timeout
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 LABELS = ("REAL", "FAKE")
@@ -156,6 +157,7 @@ class Store:
         self.engine = make_engine(url)
         self._migrated = False
         self._down_until = 0.0
+        self._swept = 0.0  # when drop_expired_images last ran
         # SQLite: the threads of one process take turns for the write lock here, where a waiter wakes the moment
         # it is free, instead of in SQLite's busy handler, which polls with sleeps of up to 100 ms.
         self._writing = threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
@@ -211,8 +213,12 @@ class Store:
             conn.execute(scans.insert(), [{**r, "id": i, "created_at": stamp} for i, r in zip(ids, rows)])
         return ids
 
-    def drop_expired_images(self) -> int:
-        """Retention: forget the bytes of kept images past their time (records stay); how many."""
+    def drop_expired_images(self, at_most_every_s: float = 0) -> int:
+        """Retention: forget the bytes of kept images past their time (records stay); how many.
+        With `at_most_every_s`, a call within that long of the last one does nothing."""
+        if time.monotonic() - self._swept < at_most_every_s:
+            return 0
+        self._swept = time.monotonic()
         with self._tx() as conn:
             return conn.execute(scans.update().where(scans.c.image_expires_at < now())
                                 .values(image=None, image_expires_at=None)).rowcount

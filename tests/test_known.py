@@ -11,6 +11,7 @@ import pytest
 import requests
 from PIL import Image
 
+from gateway.known import MAX_DISTANCE, MIN_QUALITY, Index
 from stack.launch import UNLIMITED, Ports, Stack, free_ports
 from tests.conftest import ROOT
 from training.realworld import load_set, realworld_dir
@@ -288,3 +289,25 @@ def test_review_from_the_page_then_a_resized_copy_shows_the_match(known, dev, tm
         expect(page.locator("#thumb-note")).to_contain_text("not used")
         page.screenshot(path=str(tmp_path / "match.png"), full_page=True)
         browser.close()
+
+
+def flipped(pdq: str, bits: int) -> str:
+    """The hash with its first `bits` bits inverted: a copy at that Hamming distance."""
+    value = int(pdq, 16) ^ (((1 << bits) - 1) << (256 - bits))
+    return f"{value:064x}"
+
+
+def test_the_index_matches_within_the_threshold_and_drops_rows_retired_by_later_reviews():
+    pdq = "5a" * 32
+    index = Index()
+    index.add([{"entry": 1, "sha256": "a" * 64, "pdq": pdq, "pdq_quality": 90, "label": "FAKE"}])
+    assert index.match("b" * 64, flipped(pdq, MAX_DISTANCE), 90)["distance"] == MAX_DISTANCE
+    assert index.match("b" * 64, flipped(pdq, MAX_DISTANCE + 1), 90) is None
+    assert index.match("b" * 64, pdq, MIN_QUALITY - 1) is None  # a flat image's hash is noise
+    assert index.match("a" * 64, None, None)["distance"] == 0  # the same bytes, whatever their pixels
+    # A second review of the same scan replaces the first: its label wins, and the retired row stops
+    # costing queries once most rows are retired.
+    index.add([{"entry": 2, "replaces": 1, "sha256": "a" * 64, "pdq": pdq, "pdq_quality": 90, "label": "REAL"}])
+    assert index.match("b" * 64, pdq, 90)["label"] == "REAL"
+    assert index.match("a" * 64, None, None)["label"] == "REAL"
+    assert len(index) == 1

@@ -114,3 +114,17 @@ def test_kept_images_are_dropped_after_their_retention(url):
     assert store.image(old) is None and store.image(fresh) == b"new bytes"  # past its time: not served
     assert store.drop_expired_images() == 1
     assert store.scan(old)["image_kept"] is False and store.scan(fresh)["image_kept"] is True
+
+
+def test_the_retention_sweep_runs_at_most_as_often_as_asked(url):
+    import datetime as dt
+
+    from gateway.store import now
+
+    store = Store(url)
+    expired = {**ROW, "image": b"bytes", "image_expires_at": now() - dt.timedelta(seconds=1)}
+    store.record([expired])
+    assert store.drop_expired_images(at_most_every_s=60) == 1
+    store.record([expired])
+    assert store.drop_expired_images(at_most_every_s=60) == 0  # swept a moment ago: not yet
+    assert store.drop_expired_images() == 1
