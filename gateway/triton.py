@@ -18,6 +18,10 @@ from gateway.metrics import init_labels
 CHANNEL_ARGS = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
                 ("grpc.max_reconnect_backoff_ms", 1000), ("grpc.max_send_message_length", 2**30),
                 ("grpc.max_receive_message_length", 2**30)]
+# The model index and contracts are read again after this long: a Triton restarted between two requests
+# (the channel reconnects without an error reaching us) or a model reloaded in explicit mode may serve
+# other models, versions or verdict rules.
+CONTRACT_TTL_S = 30.0
 
 
 class ModelError(RuntimeError):
@@ -61,8 +65,8 @@ class Triton:
     """One per gateway process; safe to share between request threads.
 
     The models are those in Triton's repository index: the model repository is the one
-    place that lists them. The index and each model's contract are cached, and forgotten
-    when Triton is unreachable (a restarted Triton may serve other models or versions).
+    place that lists them. The index and each model's contract are cached for CONTRACT_TTL_S,
+    and forgotten at once when Triton is unreachable.
     """
 
     def __init__(self, url: str, timeout: float):
@@ -70,6 +74,7 @@ class Triton:
         self._client: grpcclient.InferenceServerClient | None = None
         self._models: list[str] | None = None
         self._contracts: dict[str, Contract] = {}
+        self._read_at = 0.0  # when the cache was last emptied
         self._lock = threading.Lock()
         # Shared by the request threads: room for a few fan-outs of a few models at once.
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="triton")
@@ -92,10 +97,18 @@ class Triton:
                     self._contracts.clear()
             raise err from None
 
+    def _expire(self) -> None:
+        """Forget the index and contracts once they are CONTRACT_TTL_S old; call with the lock held."""
+        if time.monotonic() - self._read_at > CONTRACT_TTL_S:
+            self._models = None
+            self._contracts.clear()
+            self._read_at = time.monotonic()
+
     @property
     def models(self) -> list[str]:
         """The model names in Triton's repository index, loaded or not; raises ModelError when unreachable."""
         with self._lock:
+            self._expire()
             if self._models is not None:
                 return self._models
         index = self._call("get_model_repository_index", as_json=True).get("models", [])
@@ -107,6 +120,7 @@ class Triton:
 
     def contract(self, model: str) -> Contract:
         with self._lock:
+            self._expire()
             if model in self._contracts:
                 return self._contracts[model]
         meta = self._call("get_model_metadata", model, as_json=True)

@@ -179,6 +179,33 @@ def test_contract_cache_is_safe_while_a_lost_connection_clears_it():
         other.join()
 
 
+
+def test_contracts_are_read_again_after_their_time(monkeypatch):
+    """A Triton restarted between two requests (no error reaches the gateway) serves a new verdict rule."""
+    import gateway.triton
+
+    class Reloading:  # stands in for the gRPC client: each config read returns the rule of the moment
+        rule = "old"
+
+        def get_model_repository_index(self, **_):
+            return {"models": [{"name": "m"}]}
+
+        def get_model_metadata(self, model, **_):
+            return {"inputs": [{"name": "INPUT__0", "datatype": "UINT8", "shape": [-1, 32, 32, 3]}],
+                    "outputs": [{"name": "OUTPUT__0"}]}
+
+        def get_model_config(self, model, **_):
+            return {"config": {"max_batch_size": 8, "parameters": {"verdict_rule": {"string_value": self.rule}}}}
+
+    monkeypatch.setattr(gateway.triton, "CONTRACT_TTL_S", 0.2)
+    triton = Triton("127.0.0.1:1", 1.0)
+    triton._client = client = Reloading()
+    assert triton.models == ["m"] and triton.contract("m").parameters["verdict_rule"] == "old"
+    client.rule = "new"
+    assert triton.contract("m").parameters["verdict_rule"] == "old"  # cached
+    time.sleep(0.25)
+    assert triton.contract("m").parameters["verdict_rule"] == "new"
+
 def test_a_keys_file_line_is_a_key_and_an_optional_role(tmp_path):
     from gateway.auth import load_keys
 
