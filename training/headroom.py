@@ -1,14 +1,15 @@
 """What stands between the served ensemble and a CIFAKE F1 of 0.990, measured on validation only.
 
-    python -m training.headroom   # -> training/results/headroom.json
+    python -m training.headroom   # -> training/results/headroom.json, headroom_wrong.png
 
 The served models (model_repository/) and their served ensemble weights score the 10,000
 validation images; the test split is not read. It reports each model's errors, how many
 images every model gets wrong (no way of combining these three models fixes those), how many
 errors an F1 of 0.990 allows, the ensemble's F1 at other thresholds, and the best F1 any
 weighting of the three reaches: an optimistic ceiling for reweighting, since it is fitted and
-scored on the same images. It also measures one lever that needs no training: averaging each
-model over one-pixel translations of the image as well as its mirror (test-time augmentation).
+scored on the same images; headroom_wrong.png shows the images every model gets wrong. It also
+measures one lever that needs no training: averaging each model over one-pixel translations of
+the image as well as its mirror (test-time augmentation).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from training import data, rule
+from training import data, plots, rule
 from training.calibrate import fit_temperature, nll, p_fake
 from training.evaluate import scripted_p_fake
 from training.loop import batches, pick_device, to_input
@@ -74,13 +75,18 @@ def translation_tta(model: torch.jit.ScriptModule, val: data.Split, desc: str, s
     return out, p
 
 
-def headroom(repository: Path, val: data.Split, tta_models: list[str]) -> dict:
+def headroom(repository: Path, val: data.Split, tta_models: list[str], grid: Path | None = None) -> dict:
     served = rule.load(repository)
     names = sorted(served.weights)
     models = {n: torch.jit.load(str(repository / n / "1" / "model.pt"), map_location="cpu").eval() for n in names}
     p = np.stack([scripted_p_fake(models[n], val.x, n) for n in names])
     wrong = (p >= rule.THRESHOLD) != val.y.astype(bool)
     ens = np.array([served.weights[n] for n in names]) @ p
+    if grid:  # what no combination of these models fixes, to look at
+        hopeless = np.flatnonzero(wrong.all(0))
+        plots.image_grid(val.x[hopeless], [f"{data.CLASSES[val.y[i]]} {ens[i]:.2f}" for i in hopeless],
+                         f"The {len(hopeless)} validation images every served model gets wrong "
+                         "(true label, the served ensemble's P(FAKE))", grid)
     f1, weights = best_weighting(p, val.y)
     tta = {n: translation_tta(models[n], val, n) for n in tta_models}
     translated = {n: report for n, (report, _) in tta.items()}
@@ -96,6 +102,8 @@ def headroom(repository: Path, val: data.Split, tta_models: list[str]) -> dict:
                                 "f1_at_threshold": {str(t): round(binary_metrics(val.y, ens, t)["f1"], 4)
                                                     for t in THRESHOLDS}},
             "wrong_by_every_model": int(wrong.all(0).sum()),
+            "wrong_by_every_model_by_true_label": {c: int((wrong.all(0) & (val.y == i)).sum())
+                                                   for i, c in enumerate(data.CLASSES)},
             "wrong_by_two_or_more": int((wrong.sum(0) >= 2).sum()),
             "wrong_by_any": int(wrong.any(0).sum()),
             "best_weighting_on_validation": {"f1": round(f1, 4), "weights": dict(zip(names, weights))},
@@ -112,7 +120,7 @@ def main() -> None:
                     help="models whose translation TTA is measured (all three: about 4 minutes of this 2-core CPU)")
     args = ap.parse_args()
     pick_device("cpu")
-    report = headroom(args.repository, data.load(args.data).val, args.tta)
+    report = headroom(args.repository, data.load(args.data).val, args.tta, args.out.with_name("headroom_wrong.png"))
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 

@@ -94,3 +94,18 @@ def all_plots(table: dict, probs: dict[str, np.ndarray], y: np.ndarray, results:
     confusion_matrices(table, results)
     roc_curves(probs, y, table, results)
     benchmark_chart(table, results)
+
+
+def image_grid(x: np.ndarray, titles: list[str], title: str, path: Path, columns: int = 14) -> None:
+    """uint8 [N, 32, 32, 3] images in a grid, each under its own short title."""
+    rows = max(1, -(-len(x) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 1.05 + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, t in zip(axes.flat, x, titles):
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(t, fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
