@@ -10,6 +10,7 @@ import json
 import socket
 import threading
 import time
+import types
 
 import pytest
 from PIL import Image
@@ -197,13 +198,16 @@ def test_contracts_are_read_again_after_their_time(monkeypatch):
         def get_model_config(self, model, **_):
             return {"config": {"max_batch_size": 8, "parameters": {"verdict_rule": {"string_value": self.rule}}}}
 
-    monkeypatch.setattr(gateway.triton, "CONTRACT_TTL_S", 0.2)
+    clock = [1000.0]  # the module's clock, moved by hand: no real waiting, no race with a busy machine
+    monkeypatch.setattr(gateway.triton, "time", types.SimpleNamespace(monotonic=lambda: clock[0],
+                                                                       perf_counter=time.perf_counter))
     triton = Triton("127.0.0.1:1", 1.0)
     triton._client = client = Reloading()
     assert triton.models == ["m"] and triton.contract("m").parameters["verdict_rule"] == "old"
     client.rule = "new"
+    clock[0] += gateway.triton.CONTRACT_TTL_S - 1
     assert triton.contract("m").parameters["verdict_rule"] == "old"  # cached
-    time.sleep(0.25)
+    clock[0] += 2
     assert triton.contract("m").parameters["verdict_rule"] == "new"
 
 def test_a_keys_file_line_is_a_key_and_an_optional_role(tmp_path):
