@@ -54,16 +54,21 @@ def allowed_errors(y: np.ndarray, f1: float) -> int:
     return round(2 * int(y.sum()) * (1 - f1))
 
 
+@torch.inference_mode()
+def translated_logits(net: torch.nn.Module, x: np.ndarray, desc: str, shifts=SHIFTS) -> np.ndarray:
+    """[len(shifts), N, 2]: the net's logits averaged over each translation of the uint8 images `x` and its mirror."""
+    def view(dy: int, dx: int) -> np.ndarray:
+        return np.concatenate([flip_averaged(net, to_input(x[idx], torch.device("cpu"),
+                                                           offsets=np.tile((dy, dx), (len(idx), 1)))).numpy()
+                               for idx in batches(len(x), 500)])
+    return np.stack([view(dy, dx) for dy, dx in tqdm(shifts, desc=f"{desc}: translations", unit="view", leave=False)])
+
+
 def translation_tta(model: torch.jit.ScriptModule, val: data.Split, desc: str, shifts=SHIFTS) -> tuple[dict, np.ndarray]:
     """A served model's net averaged over the mirror of the image (as served) and, on top, over the mirrors of
     its translations by `shifts`; each view set recalibrated on validation. ({view set: F1, errors, NLL, passes
     per image}, calibrated P(FAKE) with every translation)."""
-    views = []
-    with torch.inference_mode():
-        for dy, dx in tqdm(shifts, desc=f"{desc}: translations", unit="view", leave=False):
-            views.append(np.concatenate([flip_averaged(model.net, to_input(val.x[idx], torch.device("cpu"),
-                                                                          offsets=np.tile((dy, dx), (len(idx), 1)))
-                                                       ).numpy() for idx in batches(len(val), 500)]))
+    views = translated_logits(model.net, val.x, desc, shifts)
     out = {}
     for name, used in (("flip (as served)", views[:1]), (f"flip x {len(shifts)} translations", views)):
         logits = np.mean(used, 0)
