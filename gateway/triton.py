@@ -93,16 +93,19 @@ class Triton:
             err = _model_error(exc)
             if err.reason == "triton_unavailable":
                 with self._lock:
-                    self._models = None
-                    self._contracts.clear()
+                    self._forget()
             raise err from None
+
+    def _forget(self) -> None:
+        """Drop the cached index and contracts; call with the lock held."""
+        self._models = None
+        self._contracts.clear()
+        self._read_at = time.monotonic()
 
     def _expire(self) -> None:
         """Forget the index and contracts once they are CONTRACT_TTL_S old; call with the lock held."""
         if time.monotonic() - self._read_at > CONTRACT_TTL_S:
-            self._models = None
-            self._contracts.clear()
-            self._read_at = time.monotonic()
+            self._forget()
 
     @property
     def models(self) -> list[str]:

@@ -180,7 +180,6 @@ def test_contract_cache_is_safe_while_a_lost_connection_clears_it():
         other.join()
 
 
-
 def test_contracts_are_read_again_after_their_time(monkeypatch):
     """A Triton restarted between two requests (no error reaches the gateway) serves a new verdict rule."""
     import gateway.triton
@@ -209,6 +208,7 @@ def test_contracts_are_read_again_after_their_time(monkeypatch):
     assert triton.contract("m").parameters["verdict_rule"] == "old"  # cached
     clock[0] += 2
     assert triton.contract("m").parameters["verdict_rule"] == "new"
+
 
 def test_a_keys_file_line_is_a_key_and_an_optional_role(tmp_path):
     from gateway.auth import load_keys

@@ -205,7 +205,6 @@ def test_headroom_counts_what_no_weighting_can_fix():
     assert headroom.allowed_errors(np.r_[np.ones(5000), np.zeros(5000)], 0.990) == 100
 
 
-
 def test_translation_tta_averages_the_served_net_over_translated_views(smoke):
     tmp, ds = smoke[:2]
     model = torch.jit.load(str(tmp / "repo" / "baseline_cnn" / "1" / "model.pt"))

@@ -54,6 +54,11 @@ def allowed_errors(y: np.ndarray, f1: float) -> int:
     return round(2 * int(y.sum()) * (1 - f1))
 
 
+def errors(y: np.ndarray, p_fake: np.ndarray) -> int:
+    """Images on the wrong side of the served threshold."""
+    return int(((p_fake >= rule.THRESHOLD) != y.astype(bool)).sum())
+
+
 @torch.inference_mode()
 def translated_logits(net: torch.nn.Module, x: np.ndarray, desc: str, shifts=SHIFTS) -> np.ndarray:
     """[len(shifts), N, 2]: the net's logits averaged over each translation of the uint8 images `x` and its mirror."""
@@ -75,7 +80,7 @@ def translation_tta(model: torch.jit.ScriptModule, val: data.Split, desc: str, s
         t = fit_temperature(logits, val.y)
         p = p_fake(logits, t)
         out[name] = {"f1": round(binary_metrics(val.y, p)["f1"], 4),
-                     "errors": int(((p >= rule.THRESHOLD) != val.y.astype(bool)).sum()),
+                     "errors": errors(val.y, p),
                      "nll": round(nll(logits, val.y, t), 4), "passes_per_image": 2 * len(used)}
     return out, p
 
@@ -98,12 +103,12 @@ def headroom(repository: Path, val: data.Split, tta_models: list[str], grid: Pat
     if set(tta) == set(names):  # the served ensemble, every model averaged over the translations too
         q = sum(served.weights[n] * tta[n][1] for n in names)
         translated["served_ensemble"] = {"f1": round(binary_metrics(val.y, q)["f1"], 4),
-                                         "errors": int(((q >= rule.THRESHOLD) != val.y.astype(bool)).sum())}
+                                         "errors": errors(val.y, q)}
     return {"validation_images": len(val),
             "models": {n: {"f1": round(binary_metrics(val.y, p[i])["f1"], 4), "errors": int(wrong[i].sum())}
                        for i, n in enumerate(names)},
             "served_ensemble": {"weights": served.weights, "f1": round(binary_metrics(val.y, ens)["f1"], 4),
-                                "errors": int(((ens >= rule.THRESHOLD) != val.y.astype(bool)).sum()),
+                                "errors": errors(val.y, ens),
                                 "f1_at_threshold": {str(t): round(binary_metrics(val.y, ens, t)["f1"], 4)
                                                     for t in THRESHOLDS}},
             "wrong_by_every_model": int(wrong.all(0).sum()),
