@@ -7,6 +7,10 @@ Every image of the real-world dev set (FAKELENS_REALWORLD) is hashed as the gate
 (gateway/known.py), then resized, recompressed and cropped; each copy's distance to its original is
 recorded, and every unrelated pair's distance. A copy "survives" when it would match (distance
 <= MAX_DISTANCE, both qualities >= MIN_QUALITY).
+
+`from_full_resolution` asks the same of a bank shared by another tool: its hash of the original is
+PDQ over every pixel (as the reference tools compute it), and the image and its copies are hashed
+the gateway's way.
 """
 from __future__ import annotations
 
@@ -52,6 +56,8 @@ EDITS = {
     "cropped 10%": lambda im: crop(im, 0.10),
 }
 
+SHARED_EDITS = [name for name in EDITS if not name.startswith("cropped")]
+
 
 def stats(d: list[int]) -> dict:
     a = np.array(d)
@@ -79,6 +85,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "pdq.json")
     args = ap.parse_args()
     originals, stems, distances, low = [], [], {name: [] for name in EDITS}, 0
+    shared = {name: [] for name in ("same image", *SHARED_EDITS)}
     for item in tqdm(load_set(realworld_dir(args.realworld)), desc="hashing", unit="image"):
         rgb = open_rgb(item["raw"], MAX_PIXELS)
         pdq, quality = known.pdq_of(rgb)
@@ -87,20 +94,28 @@ def main() -> None:
             continue
         originals.append(pdq)
         stems.append(item["file"].rsplit(".", 1)[0])  # pillow__hopper.jpg, .bmp, .tif ...: one picture, five files
+        reference, _ = known.pdq_of(rgb, max_side=None)
+        shared["same image"].append(known.distance(reference, pdq))
         for name, edit in EDITS.items():
             copy, q = known.pdq_of(edit(rgb))
             distances[name].append(known.distance(pdq, copy) if q >= known.MIN_QUALITY else 256)
+            if name in SHARED_EDITS:
+                shared[name].append(known.distance(reference, copy) if q >= known.MIN_QUALITY else 256)
     pairs = list(itertools.combinations(zip(originals, stems), 2))
     unrelated = [known.distance(a, b) for (a, sa), (b, sb) in pairs if sa != sb]
     same = [known.distance(a, b) for (a, sa), (b, sb) in pairs if sa == sb]
     result = {"images": len(originals), "low_quality_never_matched": low, "threshold": known.MAX_DISTANCE,
               "copies": {name: stats(d) for name, d in distances.items()}, "unrelated_pairs": stats(unrelated),
+              "from_full_resolution": {name: stats(d) for name, d in shared.items()},
               "same_picture_other_file": stats(same),
               "query": query_time()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for name, s in result["copies"].items():
         print(f"{name:24s} median {s['median']:5.1f}  p95 {s['p95']:5.1f}  max {s['max']:3d}  "
+              f"match {s['within_threshold']}/{s['pairs']}")
+    for name, s in result["from_full_resolution"].items():
+        print(f"from a full-resolution hash, {name:24s} median {s['median']:5.1f}  p95 {s['p95']:5.1f}  "
               f"match {s['within_threshold']}/{s['pairs']}")
     u = result["unrelated_pairs"]
     print(f"unrelated pairs: {u['pairs']}, min {u['min']}, median {u['median']}, within threshold {u['within_threshold']}")

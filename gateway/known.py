@@ -3,7 +3,10 @@
 Hashes: SHA-256 of the bytes (an exact copy), and PDQ (Meta's perceptual hash, as used by
 ThreatExchange and HMA) of the decoded pixels, which survives re-saving and resizing but not
 cropping. Stored and uploaded images are hashed the same way (`pdq_of`): downscaled to at most
-PDQ_SIDE px first, which costs a few bits of the hash and saves two thirds of its time.
+PDQ_SIDE px first, as PDQ's own PHP reference does before hashing (its Jarosz blur is most of the
+cost and grows with the pixels). On the dev set that is 6x faster than hashing 512 px, matches
+resized copies more often, and stays as close to a full-resolution hash from another tool
+(README, Known images).
 
 Matching (`Index.match`): an exact SHA-256 first; then the nearest PDQ hash at a Hamming distance
 of at most MAX_DISTANCE (PDQ's published threshold; README, Known images, has our measurements),
@@ -27,7 +30,7 @@ from PIL import Image
 
 MAX_DISTANCE = 31
 MIN_QUALITY = 50
-PDQ_SIDE = 512
+PDQ_SIDE = 128
 SYNC_S = 0.5
 POPCOUNT16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.uint8)
 
@@ -36,11 +39,12 @@ def sha256(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def pdq_of(rgb: Image.Image) -> tuple[str, int]:
-    """(64-hex PDQ hash, quality 0-100) of decoded RGB pixels, the same way for stored and uploaded images."""
-    if max(rgb.size) > PDQ_SIDE:
+def pdq_of(rgb: Image.Image, max_side: int | None = PDQ_SIDE) -> tuple[str, int]:
+    """(64-hex PDQ hash, quality 0-100) of decoded RGB pixels, the same way for stored and uploaded images.
+    max_side=None hashes every pixel, as PDQ's reference command-line tools do."""
+    if max_side and max(rgb.size) > max_side:
         rgb = rgb.copy()
-        rgb.thumbnail((PDQ_SIDE, PDQ_SIDE), Image.BILINEAR)
+        rgb.thumbnail((max_side, max_side), Image.BILINEAR)
     bits, quality = pdqhash.compute(np.asarray(rgb))
     return np.packbits(bits.astype(np.uint8)).tobytes().hex(), int(quality)
 

@@ -11,7 +11,8 @@ import pytest
 import requests
 from PIL import Image
 
-from gateway.known import MAX_DISTANCE, MIN_QUALITY, Index
+from gateway.images import open_rgb
+from gateway.known import MAX_DISTANCE, MIN_QUALITY, PDQ_SIDE, Index, distance, pdq_of
 from stack.launch import UNLIMITED, Ports, Stack, free_ports
 from tests.conftest import ROOT
 from training.realworld import load_set, realworld_dir
@@ -311,3 +312,16 @@ def test_the_index_matches_within_the_threshold_and_drops_rows_retired_by_later_
     assert index.match("b" * 64, pdq, 90)["label"] == "REAL"
     assert index.match("a" * 64, None, None)["label"] == "REAL"
     assert len(index) == 1
+
+
+def test_large_images_hash_the_same_at_any_size_and_close_to_a_full_resolution_hash(dev):
+    """The gateway hashes a downscaled copy (PDQ_SIDE), so a photo and its half-size copy hash alike, and a bank
+    hashed at full resolution by another tool still matches."""
+    large = [open_rgb(raw, 10**8) for raws in dev.values() for raw in raws]
+    large = [im for im in large if min(im.size) >= 4 * PDQ_SIDE][:5]
+    assert len(large) == 5
+    for im in large:
+        ours, quality = pdq_of(im)
+        assert quality >= MIN_QUALITY
+        assert distance(ours, pdq_of(im.resize((im.width // 2, im.height // 2), Image.LANCZOS))[0]) <= 8
+        assert distance(ours, pdq_of(im, max_side=None)[0]) <= MAX_DISTANCE
