@@ -54,16 +54,22 @@ def measure_levels(name: str, url: str, images: list[bytes], levels: list[int], 
     run_level(url, images, 2, 2)  # warm-up, not recorded
     rows = []
     for c in levels:
-        before = snapshot(stack) if stack else None
-        row = run_level(url, images, c, seconds).summary()
-        if stack:
-            row["breakdown"] = breakdown(before, snapshot(stack), row["ok"])
+        row = level_row(url, images, c, seconds, stack)
         rows.append(row)
         print(f"  {name:5s} c={c:<3d} {row['rps']:7.1f} req/s  p50 {row['p50_ms']:7.1f} ms  p95 {row['p95_ms']:7.1f} ms  "
               f"p99 {row['p99_ms']:7.1f} ms  errors {row['errors']}", flush=True)
         if stack:
             print(f"        {row['breakdown']}", flush=True)
     return rows
+
+
+def level_row(url: str, images: list[bytes], concurrency: int, seconds: float, stack: Stack | None = None) -> dict:
+    """One concurrency level's summary; with `stack`, also where the CPU time went per request."""
+    before = snapshot(stack) if stack else None
+    row = run_level(url, images, concurrency, seconds).summary()
+    if stack:
+        row["breakdown"] = breakdown(before, snapshot(stack), row["ok"])
+    return row
 
 
 def measure_batch_path(url: str, images: list[bytes], folder: Path, stack: Stack | None = None) -> dict:
@@ -155,7 +161,10 @@ def feature_costs(sets: dict[str, list[bytes]], seconds: float, workers: int, th
     `repeats` rounds: each a fresh stack with an empty database, so neither side inherits the other's records.
 
     This machine's throughput drifts by 10% between stacks a minute apart, so every other round runs its
-    stacks in reverse order, and each feature's cost is the median over rounds of that round's on / off."""
+    stacks in reverse order, and each feature's cost is the median over rounds of that round's on / off, in
+    throughput and in CPU milliseconds per request (the CPU breakdown: on a saturated host, the same cost).
+    Stacks kept running side by side, with the load moving between them, were tried: two stacks doing the
+    same work differed by 11% for the whole run, so every side gets fresh stacks instead."""
     def measure(env: dict[str, str]) -> dict:
         run_dir = ROOT / ".run" / "bench-features"
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -163,13 +172,18 @@ def feature_costs(sets: dict[str, list[bytes]], seconds: float, workers: int, th
                    threads=threads, model_threads=model_threads, limits=UNLIMITED, gateway_env=env) as stack:
             url = f"http://127.0.0.1:{stack.ports.gateway}"
             run_level(url + "/v1/predict", next(iter(sets.values())), 2, 2)  # warm-up, not recorded
-            out = {name: run_level(url + "/v1/predict", imgs, AB_CONCURRENCY, seconds).summary()
+            out = {name: level_row(url + "/v1/predict", imgs, AB_CONCURRENCY, seconds, stack)
                    for name, imgs in sets.items()}
-            out["batch path"] = measure_batch_path(url, next(iter(sets.values())), ROOT / ".run" / "bench-images")
+            out["batch path"] = measure_batch_path(url, next(iter(sets.values())), ROOT / ".run" / "bench-images",
+                                                   stack)
             return out
 
     def rate(row: dict) -> float:
         return row["rps"] if "rps" in row else row["images_per_s"]
+
+    def cpu(row: dict, role: str | None = None) -> float:
+        b = row["breakdown"]
+        return b["cpu_ms_per_request"].get(role, 0) if role else b["cpu_ms_per_request_total"]
 
     sides = {"all on": {}, **{f"{feature} off": env for feature, env in FEATURES.items()}}
     runs = {side: [] for side in sides}
@@ -177,7 +191,8 @@ def feature_costs(sets: dict[str, list[bytes]], seconds: float, workers: int, th
         for side in (list(sides) if i % 2 == 0 else list(sides)[::-1]):
             runs[side].append(measure(sides[side]))
     names = [*sets, "batch path"]
-    out = {"concurrency": AB_CONCURRENCY, "repeats": repeats, "hashing_ms_per_upload": hashing_ms(sets)}
+    out = {"concurrency": AB_CONCURRENCY, "repeats": repeats, "seconds": seconds,
+           "hashing_ms_per_upload": hashing_ms(sets)}
     for side, rows in runs.items():
         out[f"{side} (runs)"] = rows
         out[f"{side} (mean)"] = {name: round(statistics.mean(rate(r[name]) for r in rows), 1) for name in names}
@@ -185,8 +200,16 @@ def feature_costs(sets: dict[str, list[bytes]], seconds: float, workers: int, th
         pairs = list(zip(runs["all on"], runs[f"{feature} off"]))
         out[f"{feature}: on over off"] = {name: round(statistics.median(rate(on[name]) / rate(off[name])
                                                                         for on, off in pairs), 3) for name in names}
+        out[f"{feature}: CPU ms per request, on minus off"] = {
+            name: {"all processes": round(statistics.median(cpu(on[name]) - cpu(off[name]) for on, off in pairs), 3),
+                   "gateway": round(statistics.median(cpu(on[name], "gunicorn") - cpu(off[name], "gunicorn")
+                                                      for on, off in pairs), 3),
+                   "all on": round(statistics.median(cpu(on[name]) for on, _ in pairs), 2)}
+            for name in names}
         print(f"  {feature}: on over off, median of {len(pairs)} rounds: "
               + "; ".join(f"{name} {v}" for name, v in out[f"{feature}: on over off"].items()), flush=True)
+        print(f"  {feature}: CPU ms per request, on minus off: {out[f'{feature}: CPU ms per request, on minus off']}",
+              flush=True)
     return out
 
 

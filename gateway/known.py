@@ -15,7 +15,7 @@ where both hashes have a quality of at least MIN_QUALITY (flat images hash to no
 The index lives in each gateway worker and follows the database: `sync` reads the entries added
 since the last one it saw, at most every SYNC_S seconds, so a review in one worker is matched by
 every worker within a second. A query is a scan over packed bits (numpy, a 16-bit popcount
-table): ~55 ms over a million hashes on this 2-core machine. Past a million, faiss-cpu's
+table): about 50 ms over a million hashes on this 2-core machine (make pdq). Past a million, faiss-cpu's
 IndexBinaryFlat does the same scan several times faster, and its multi-index hashing sublinearly.
 """
 from __future__ import annotations
