@@ -5,7 +5,7 @@ ThreatExchange and HMA) of the decoded pixels, which survives re-saving and resi
 cropping. Stored and uploaded images are hashed the same way (`pdq_of`): downscaled to at most
 PDQ_SIDE px first, as PDQ's own PHP reference does before hashing (its Jarosz blur is most of the
 cost and grows with the pixels). On the dev set that is 5x faster than hashing 512 px, matches
-resized copies more often, and stays as close to a full-resolution hash from another tool
+resized copies more often, and matches a full-resolution hash from another tool about as often
 (README, Known images).
 
 Matching (`Index.match`): an exact SHA-256 first; then the nearest PDQ hash at a Hamming distance
@@ -15,8 +15,9 @@ where both hashes have a quality of at least MIN_QUALITY (flat images hash to no
 The index lives in each gateway worker and follows the database: `sync` reads the entries added
 since the last one it saw, at most every SYNC_S seconds, so a review in one worker is matched by
 every worker within a second. A query is a scan over packed bits (numpy, a 16-bit popcount
-table): about 50 ms over a million hashes on this 2-core machine (make pdq). Past a million, faiss-cpu's
-IndexBinaryFlat does the same scan several times faster, and its multi-index hashing sublinearly.
+table): about 50 ms over a million hashes on this 2-core machine (make pdq). Past a million,
+faiss-cpu's IndexBinaryFlat does the same scan several times faster, and its multi-index hashing
+sublinearly.
 """
 from __future__ import annotations
 
