@@ -11,6 +11,7 @@ import pytest
 import requests
 from PIL import Image
 
+from gateway.config import DEFAULTS
 from gateway.images import open_rgb
 from gateway.known import MAX_DISTANCE, MIN_QUALITY, PDQ_SIDE, Index, distance, pdq_of
 from stack.launch import UNLIMITED, Ports, Stack, free_ports
@@ -317,7 +318,7 @@ def test_the_index_matches_within_the_threshold_and_drops_rows_retired_by_later_
 def test_large_images_hash_the_same_at_any_size_and_close_to_a_full_resolution_hash(dev):
     """The gateway hashes a downscaled copy (PDQ_SIDE), so a photo and its half-size copy hash alike, and a bank
     hashed at full resolution by another tool still matches."""
-    large = [open_rgb(raw, 10**8) for raws in dev.values() for raw in raws]
+    large = [open_rgb(raw, DEFAULTS["MAX_PIXELS"]) for raws in dev.values() for raw in raws]
     large = [im for im in large if min(im.size) >= 4 * PDQ_SIDE][:5]
     assert len(large) == 5
     for im in large:
