@@ -128,3 +128,64 @@ def test_the_retention_sweep_runs_at_most_as_often_as_asked(url):
     store.record([expired])
     assert store.drop_expired_images(at_most_every_s=60) == 0  # swept a moment ago: not yet
     assert store.drop_expired_images() == 1
+
+
+def test_a_shared_list_goes_in_with_a_few_statements(url):
+    store = Store(url)
+    store.migrate()
+    statements = []
+    sa.event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    rows = [{"pdq": f"{i:064x}", "pdq_quality": 100, "label": "FAKE" if i % 2 else "REAL", "note": f"n{i}"}
+            for i in range(5000)]
+    added = store.add_entries("shared", rows, "0123456789ab")
+    assert len(statements) <= 10, f"{len(statements)} statements for {len(rows)} rows"  # was two per row
+    assert sorted((e["pdq"], e["label"], e["note"]) for e in added) == [(r["pdq"], r["label"], r["note"]) for r in rows]
+    assert [e["entry"] for e in added] == sorted(e["entry"] for e in added)
+    assert [e["entry"] for e in store.bank("shared")] == [e["entry"] for e in added]
+
+
+def test_an_index_takes_up_every_bank_entry_when_two_writers_overlap(url):
+    """A review in one worker while another imports a list: the entry of the writer that began first is
+    taken up too, though the other finished while it was under way (ids are handed out before commit)."""
+    from gateway.known import SYNC_S, Index
+
+    stores = first, second, reader = Store(url), Store(url), Store(url)
+    for store in stores:
+        store.migrate()  # now, not while the first writer holds SQLite's write lock
+    inserted, go_on = threading.Event(), threading.Event()
+
+    def hold_the_transaction_open(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("INSERT INTO BANK_ENTRIES") and not inserted.is_set():
+            inserted.set()
+            go_on.wait(10)
+
+    sa.event.listen(first.engine, "after_cursor_execute", hold_the_transaction_open)
+    row = {"pdq": "5a" * 32, "pdq_quality": 90, "label": "FAKE", "note": ""}
+    writers = [threading.Thread(target=first.add_entries, args=("shared", [row], None))]
+    writers[0].start()
+    assert inserted.wait(10)
+    writers.append(threading.Thread(target=second.add_entries, args=("shared", [{**row, "pdq": "a5" * 32}], None)))
+    writers[1].start()
+    time.sleep(0.5)  # the second writer commits now, unless it waits for the first
+    index = Index()
+    index.sync(reader)
+    go_on.set()
+    for t in writers:
+        t.join()
+    time.sleep(SYNC_S)
+    index.sync(reader)
+    assert index.match("0" * 64, "5a" * 32, 90) is not None and index.match("0" * 64, "a5" * 32, 90) is not None
+
+
+def test_sqlite_reads_do_not_wait_for_the_writer(tmp_path):
+    import sqlite3
+
+    store = Store(f"sqlite:///{tmp_path / 'fakelens.db'}")
+    [scan_id] = store.record([ROW])
+    writer = sqlite3.connect(tmp_path / "fakelens.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # a large import in another worker, say
+    start = time.monotonic()
+    assert store.scan(scan_id)["sha256"] == ROW["sha256"] and store.entries_after(0) == [] and store.backlog() == 1
+    assert time.monotonic() - start < 1  # not the busy timeout
+    writer.execute("ROLLBACK")
+
