@@ -75,7 +75,7 @@ evaluate: deps  ## the committed models: test split, verdict rule, real-world se
 bench: deps  ## stack vs in-process ceiling vs seed-style server at concurrency 1/4/16/64, and the batch path -> bench/results/serving.*
 	$(PY) -m bench.serving $(if $(SECONDS_PER_LEVEL),--seconds $(SECONDS_PER_LEVEL),)
 
-pdq: deps  ## PDQ distances on the dev set (resizes, recompression, crops, unrelated pairs), a 1M-hash query -> bench/results/pdq.json
+pdq: deps  ## PDQ distances on the dev set (resizes, recompression, crops, unrelated pairs), a bank of 1M hashes (import, take-up, memory, query) -> bench/results/pdq.json
 	$(PY) -m bench.pdq
 
 scan-check: deps  ## fakelens scan of 2,000 test images killed half-way and resumed -> bench/results/resume.json

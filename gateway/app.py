@@ -24,11 +24,12 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["api_keys"] = load_keys(app.config["API_KEYS_FILE"])
     if app.config["RECORDS"]:
         app.extensions["store"] = store = Store(app.config["DATABASE_URL"])
+        app.extensions["index"] = index = Index()
         try:
             store.migrate()  # idempotent; under gunicorn the master has done it already
+            index.take_up(store)  # all of it before the first request
         except StoreError as exc:  # predictions go on unrecorded; the store migrates when the database is back
             app.logger.warning("database unavailable at start: %s", exc)
-        app.extensions["index"] = Index()
     for bp in (api.bp, review.bp, health.bp, pages.bp):
         app.register_blueprint(bp)
     errors.register(app)

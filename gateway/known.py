@@ -12,12 +12,13 @@ Matching (`Index.match`): an exact SHA-256 first; then the nearest PDQ hash at a
 of at most MAX_DISTANCE (PDQ's published threshold; README, Known images, has our measurements),
 where both hashes have a quality of at least MIN_QUALITY (flat images hash to noise).
 
-The index lives in each gateway worker and follows the database: `sync` reads the entries added
-since the last one it saw, at most every SYNC_S seconds, so a review in one worker is matched by
-every worker within a second. A query is a scan over packed bits (numpy, a 16-bit popcount
-table): about 50 ms over a million hashes on this 2-core machine (make pdq). Past a million,
-faiss-cpu's IndexBinaryFlat does the same scan several times faster, and its multi-index hashing
-sublinearly.
+The index lives in each gateway worker and follows the database: a worker takes up every entry
+before its first request (`take_up`), then `sync` reads the entries added since the last one it
+saw, at most every SYNC_S seconds and SYNC_ROWS at a time, so a review in one worker is matched by
+every worker within a second, and no request waits for a large import to be taken up. A query is
+a scan over packed bits (numpy, a 16-bit popcount table): about 45 ms over a million hashes on
+this 2-core machine (make pdq). Past a million, faiss-cpu's IndexBinaryFlat does the same scan
+several times faster, and its multi-index hashing sublinearly.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ MAX_DISTANCE = 31
 MIN_QUALITY = 50
 PDQ_SIDE = 128
 SYNC_S = 0.5
+SYNC_ROWS = 5_000  # entries a sync reads at a time: about 60 ms here, and a large bank never sits in memory as dicts
 POPCOUNT16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.uint8)
 
 
@@ -56,65 +58,111 @@ def distance(a: str, b: str) -> int:
 
 
 class Index:
-    """The banks' entries in force, matchable by SHA-256 and PDQ; safe to share between request threads."""
+    """The banks' entries in force, matchable by SHA-256 and PDQ; safe to share between request threads.
+
+    Kept as columns, one row per entry in id order, so a million shared hashes take about 60 MB per
+    worker (make pdq), where a dict per entry took about 900 bytes each: the packed hash, whether
+    it may match, and what a match reports, as positions in a table of the distinct strings (a
+    shared list repeats its bank, label, note and import time on every row)."""
+
+    FIELDS = ("bank", "label", "note", "scan_id", "created_at")  # what a match reports, besides entry and distance
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last_id = 0
-        self._synced = 0.0
-        self._entries: dict[int, dict] = {}  # entry id -> entry, those in force
-        self._by_sha: dict[str, int] = {}
-        self._ids = np.zeros(0, dtype=np.int64)  # PDQ rows: entry id, packed hash
+        self._synced = 0.0  # when sync last caught up
+        self._syncing = threading.Lock()  # one sync at a time; other requests match meanwhile
+        self._ids = np.zeros(0, dtype=np.int64)  # entry id of each row, ascending
         self._hashes = np.zeros((0, 16), dtype=np.uint16)
+        self._in_force = np.zeros(0, dtype=bool)  # not replaced by a later entry
+        self._matchable = np.zeros(0, dtype=bool)  # in force, with a PDQ hash of quality >= MIN_QUALITY
+        self._fields = np.zeros((0, len(self.FIELDS)), dtype=np.int32)  # positions in _strings
+        self._strings: list[str | None] = [None]
+        self._string_at: dict[str | None, int] = {None: 0}
+        self._by_sha: dict[str, int] = {}  # sha256 -> entry id, entries in force
+        self._sha_of: dict[int, str] = {}  # entry id -> sha256, for the few entries that carry one
+
+    def _string(self, value: str | None) -> int:
+        at = self._string_at.get(value)
+        if at is None:
+            at = self._string_at[value] = len(self._strings)
+            self._strings.append(value)
+        return at
+
+    def _row(self, entry_id: int) -> int | None:
+        row = int(np.searchsorted(self._ids, entry_id))
+        return row if row < len(self._ids) and self._ids[row] == entry_id else None
 
     def add(self, new: list[dict]) -> None:
         """Entries in id order; one that `replaces` another retires it."""
         with self._lock:
-            ids, hashes = [], []
+            new = [e for e in new if e["entry"] > self._last_id]  # ids stay ascending, each row once
+            if not new:
+                return
+            ok = [bool(e.get("pdq")) and (e.get("pdq_quality") or 0) >= MIN_QUALITY for e in new]
+            packed = b"".join(bytes.fromhex(e["pdq"]) if good else bytes(32) for e, good in zip(new, ok))
+            self._ids = np.concatenate([self._ids, np.array([e["entry"] for e in new], dtype=np.int64)])
+            self._hashes = np.concatenate([self._hashes, np.frombuffer(packed, np.uint16).reshape(-1, 16)])
+            self._in_force = np.concatenate([self._in_force, np.ones(len(new), dtype=bool)])
+            self._matchable = np.concatenate([self._matchable, np.array(ok, dtype=bool)])
+            self._fields = np.concatenate([self._fields, np.array(
+                [[self._string(e.get(f)) for f in self.FIELDS] for e in new], dtype=np.int32)])
+            self._last_id = int(self._ids[-1])
             for e in new:
-                self._last_id = max(self._last_id, e["entry"])
-                old = self._entries.pop(e.get("replaces") or 0, None)
-                if old:
-                    if self._by_sha.get(old["sha256"]) == old["entry"]:
-                        del self._by_sha[old["sha256"]]
-                    self._ids[self._ids == old["entry"]] = -1  # retired: never the nearest
-                self._entries[e["entry"]] = e
+                old = self._row(e["replaces"]) if e.get("replaces") else None
+                if old is not None:
+                    self._in_force[old] = self._matchable[old] = False
+                    sha = self._sha_of.pop(e["replaces"], None)
+                    if sha and self._by_sha.get(sha) == e["replaces"]:
+                        del self._by_sha[sha]
                 if e.get("sha256"):
                     self._by_sha[e["sha256"]] = e["entry"]
-                if e.get("pdq") and (e.get("pdq_quality") or 0) >= MIN_QUALITY:
-                    ids.append(e["entry"])
-                    hashes.append(bytes.fromhex(e["pdq"]))
-            if ids:
-                self._ids = np.concatenate([self._ids, np.array(ids, dtype=np.int64)])
-                self._hashes = np.concatenate([self._hashes, np.frombuffer(b"".join(hashes), np.uint16).reshape(-1, 16)])
-            live = self._ids >= 0
-            if 2 * live.sum() <= len(live):  # half or more retired rows: every query would scan them, so drop them
-                self._ids, self._hashes = self._ids[live], self._hashes[live]
+                    self._sha_of[e["entry"]] = e["sha256"]
+            if 2 * self._in_force.sum() <= len(self._ids):  # half or more retired: every query would scan them
+                keep = self._in_force
+                self._ids, self._hashes, self._fields = self._ids[keep], self._hashes[keep], self._fields[keep]
+                self._in_force, self._matchable = self._in_force[keep], self._matchable[keep]
 
     def __len__(self) -> int:
-        """PDQ rows a query scans, retired ones included."""
+        """Rows a query scans, retired ones included."""
         return len(self._ids)
 
-    def sync(self, store) -> None:
-        """Take the entries the database has and this index has not, at most every SYNC_S seconds."""
-        if time.monotonic() - self._synced < SYNC_S:
-            return
-        self._synced = time.monotonic()
-        new = store.entries_after(self._last_id)
-        if new:
+    def sync(self, store) -> bool:
+        """Take up to SYNC_ROWS of the entries the database has and this index has not, at most every SYNC_S
+        seconds once caught up, so a request pays for a small chunk at most, even after an import of a
+        large list; True when caught up (or while another thread is at it)."""
+        if time.monotonic() - self._synced < SYNC_S or not self._syncing.acquire(blocking=False):
+            return True
+        try:
+            new = store.entries_after(self._last_id, SYNC_ROWS)
             self.add(new)
+        finally:
+            self._syncing.release()
+        if len(new) < SYNC_ROWS:
+            self._synced = time.monotonic()
+            return True
+        return False
+
+    def take_up(self, store) -> None:
+        """Every entry of the database, before a worker's first request."""
+        while not self.sync(store):
+            pass
+
+    def _found(self, row: int, distance: int) -> dict:
+        return {"entry": int(self._ids[row]), "distance": distance,
+                **{f: self._strings[i] for f, i in zip(self.FIELDS, self._fields[row])}}
 
     def match(self, sha256: str, pdq: str | None, pdq_quality: int | None) -> dict | None:
-        """The entry that matches, with its "distance" (0 for the same bytes), or None."""
+        """The entry that matches ("entry", "distance": 0 for the same bytes, and FIELDS), or None."""
         with self._lock:
             if sha256 in self._by_sha:
-                return {**self._entries[self._by_sha[sha256]], "distance": 0}
-            if not pdq or (pdq_quality or 0) < MIN_QUALITY or not len(self._ids):
+                return self._found(self._row(self._by_sha[sha256]), 0)
+            if not pdq or (pdq_quality or 0) < MIN_QUALITY or not self._matchable.any():
                 return None
             query = np.frombuffer(bytes.fromhex(pdq), np.uint16)
             dist = POPCOUNT16[self._hashes ^ query].sum(axis=1, dtype=np.uint16)
-            dist[self._ids < 0] = np.iinfo(np.uint16).max
+            dist[~self._matchable] = np.iinfo(np.uint16).max
             best = int(np.argmin(dist))
             if dist[best] > MAX_DISTANCE:
                 return None
-            return {**self._entries[int(self._ids[best])], "distance": int(dist[best])}
+            return self._found(best, int(dist[best]))

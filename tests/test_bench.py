@@ -33,3 +33,12 @@ def test_serving_benchmark_names_the_machine_it_ran_on(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: "NVIDIA H100 80GB HBM3")
     assert "no GPU" not in serving.device() and "NVIDIA H100" in serving.device()
+
+
+def test_the_bank_benchmark_imports_takes_up_and_queries_a_bank():
+    from bench.pdq import IMPORT_ROWS, bank_of
+
+    result = bank_of(IMPORT_ROWS + 500)  # two imports, the second a partial one
+    assert result["hashes"] == result["taken_up"] == IMPORT_ROWS + 500
+    assert 0 < result["index_mb"] < result["hashes"] * 100 / 2**20  # columns, not a dict per entry
+    assert result["ms_per_query"] > 0

@@ -302,8 +302,11 @@ def flipped(pdq: str, bits: int) -> str:
 def test_the_index_matches_within_the_threshold_and_drops_rows_retired_by_later_reviews():
     pdq = "5a" * 32
     index = Index()
-    index.add([{"entry": 1, "sha256": "a" * 64, "pdq": pdq, "pdq_quality": 90, "label": "FAKE"}])
-    assert index.match("b" * 64, flipped(pdq, MAX_DISTANCE), 90)["distance"] == MAX_DISTANCE
+    index.add([{"entry": 1, "sha256": "a" * 64, "pdq": pdq, "pdq_quality": 90, "label": "FAKE", "bank": "reviewed",
+                "note": "a render", "scan_id": "s1", "created_at": "2026-12-01T10:00:00+00:00"}])
+    assert index.match("b" * 64, flipped(pdq, MAX_DISTANCE), 90) == {
+        "entry": 1, "distance": MAX_DISTANCE, "bank": "reviewed", "label": "FAKE", "note": "a render", "scan_id": "s1",
+        "created_at": "2026-12-01T10:00:00+00:00"}
     assert index.match("b" * 64, flipped(pdq, MAX_DISTANCE + 1), 90) is None
     assert index.match("b" * 64, pdq, MIN_QUALITY - 1) is None  # a flat image's hash is noise
     assert index.match("a" * 64, None, None)["distance"] == 0  # the same bytes, whatever their pixels
@@ -313,6 +316,8 @@ def test_the_index_matches_within_the_threshold_and_drops_rows_retired_by_later_
     assert index.match("b" * 64, pdq, 90)["label"] == "REAL"
     assert index.match("a" * 64, None, None)["label"] == "REAL"
     assert len(index) == 1
+    index.add([{"entry": 3, "sha256": "c" * 64, "pdq": None, "pdq_quality": None, "label": "FAKE"}])  # bytes, no pixels
+    assert index.match("c" * 64, None, None)["entry"] == 3 and index.match("d" * 64, pdq, 90)["entry"] == 2
 
 
 def test_large_images_hash_the_same_at_any_size_and_close_to_a_full_resolution_hash(dev):

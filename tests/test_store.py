@@ -189,3 +189,18 @@ def test_sqlite_reads_do_not_wait_for_the_writer(tmp_path):
     assert time.monotonic() - start < 1  # not the busy timeout
     writer.execute("ROLLBACK")
 
+
+def test_an_index_takes_up_a_large_import_a_chunk_per_request_and_all_of_it_at_start(url):
+    from gateway.known import SYNC_ROWS, Index
+
+    store = Store(url)
+    store.add_entries("shared", [{"pdq": f"{i:064x}", "pdq_quality": 100, "label": "FAKE", "note": "list"}
+                                 for i in range(2 * SYNC_ROWS + 10)], None)
+    index = Index()
+    assert not index.sync(store) and len(index) == SYNC_ROWS  # a request pays for one chunk
+    assert not index.sync(store) and len(index) == 2 * SYNC_ROWS  # and the next one at once for the next
+    assert index.sync(store) and len(index) == 2 * SYNC_ROWS + 10
+    assert index.sync(store) and len(index) == 2 * SYNC_ROWS + 10  # caught up: nothing read twice
+    at_start = Index()
+    at_start.take_up(store)
+    assert len(at_start) == 2 * SYNC_ROWS + 10 and at_start.match("0" * 64, f"{7:064x}", 100)["note"] == "list"
