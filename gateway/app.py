@@ -5,7 +5,7 @@ import time
 
 from flask import Flask, g, request
 
-from gateway import api, errors, health, pages, review
+from gateway import api, errors, health, pages, records, review
 from gateway.auth import load_keys
 from gateway.config import from_env
 from gateway.known import Index
@@ -30,6 +30,7 @@ def create_app(config: dict | None = None) -> Flask:
             index.take_up(store)  # all of it before the first request
         except StoreError as exc:  # predictions go on unrecorded; the store migrates when the database is back
             app.logger.warning("database unavailable at start: %s", exc)
+        app.extensions["follower"] = records.follow(index, store)
     for bp in (api.bp, review.bp, health.bp, pages.bp):
         app.register_blueprint(bp)
     errors.register(app)

@@ -13,9 +13,9 @@ of at most MAX_DISTANCE (PDQ's published threshold; README, Known images, has ou
 where both hashes have a quality of at least MIN_QUALITY (flat images hash to noise).
 
 The index lives in each gateway worker and follows the database: a worker takes up every entry
-before its first request (`take_up`), then `sync` reads the entries added since the last one it
-saw, at most every SYNC_S seconds and SYNC_ROWS at a time, so a review in one worker is matched by
-every worker within a second, and no request waits for a large import to be taken up. A query is
+before its first request (`take_up`), then a thread of its own (records.follow) reads the entries
+added since the last one it saw every SYNC_S seconds, SYNC_ROWS at a time, so a review in one
+worker is matched by every worker within a second, and no request waits for a large import. A query is
 a scan over packed bits (numpy, a 16-bit popcount table): about 45 ms over a million hashes on
 this 2-core machine (make pdq). Past a million, faiss-cpu's IndexBinaryFlat does the same scan
 several times faster, and its multi-index hashing sublinearly.
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 
 import numpy as np
 import pdqhash
@@ -70,8 +69,6 @@ class Index:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last_id = 0
-        self._synced = 0.0  # when sync last caught up
-        self._syncing = threading.Lock()  # one sync at a time; other requests match meanwhile
         self._ids = np.zeros(0, dtype=np.int64)  # entry id of each row, ascending
         self._hashes = np.zeros((0, 16), dtype=np.uint16)
         self._in_force = np.zeros(0, dtype=bool)  # not replaced by a later entry
@@ -128,20 +125,11 @@ class Index:
         return len(self._ids)
 
     def sync(self, store) -> bool:
-        """Take up to SYNC_ROWS of the entries the database has and this index has not, at most every SYNC_S
-        seconds once caught up, so a request pays for a small chunk at most, even after an import of a
-        large list; True when caught up (or while another thread is at it)."""
-        if time.monotonic() - self._synced < SYNC_S or not self._syncing.acquire(blocking=False):
-            return True
-        try:
-            new = store.entries_after(self._last_id, SYNC_ROWS)
-            self.add(new)
-        finally:
-            self._syncing.release()
-        if len(new) < SYNC_ROWS:
-            self._synced = time.monotonic()
-            return True
-        return False
+        """Take up to SYNC_ROWS of the entries the database has and this index has not; True when caught up.
+        Called from one thread at a time (at a worker's start, then by its follower: records.follow)."""
+        new = store.entries_after(self._last_id, SYNC_ROWS)
+        self.add(new)
+        return len(new) < SYNC_ROWS
 
     def take_up(self, store) -> None:
         """Every entry of the database, before a worker's first request."""

@@ -1,34 +1,58 @@
 """What the predict endpoints do with the database: match uploads against the banks of reviewed
 images, and store a scan record for every result. Neither may cost a prediction its answer: with
 the database down or locked, matching uses the index as it last was and the result says
-`"recorded": false` (both counted in fakelens_record_failures_total)."""
+`"recorded": false` (both counted in fakelens_record_failures_total). The index follows the
+database on a thread of its own (`follow`)."""
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import threading
+import time
+import weakref
 
 import sqlalchemy as sa
 from flask import current_app, g
 
+from gateway.known import SYNC_S, Index
 from gateway.metrics import MATCHES, RECORD_FAILURES, SCANS_RECORDED
-from gateway.store import RETENTION_SWEEP_S, StoreError, now
+from gateway.store import RETENTION_SWEEP_S, Store, StoreError, now
 from gateway.verdict import Rule
 
 
 def matches(hashes: list[dict | None]) -> list[dict | None]:
     """The bank entry each upload matches, or None."""
-    store, index = current_app.extensions.get("store"), current_app.extensions.get("index")
-    if store is None:
+    index = current_app.extensions.get("index")
+    if index is None:
         return [None] * len(hashes)
-    try:
-        index.sync(store)
-    except (sa.exc.SQLAlchemyError, StoreError):
-        RECORD_FAILURES.labels("sync").inc()
     out = [index.match(**h) if h else None for h in hashes]
     for m in out:
         if m:
             MATCHES.labels(m["bank"]).inc()
     return out
+
+
+def follow(index: Index, store: Store) -> threading.Thread:
+    """Keep a worker's index up with the database from a daemon thread, whatever the traffic: new entries
+    every SYNC_S seconds, so a review in one worker is matched by every worker within a second, and a large
+    import SYNC_ROWS at a time, with no request waiting for it. The thread ends with the index (a test's
+    app); with the database away it keeps the index as it was, and counts the failure."""
+    ref = weakref.ref(index)
+
+    def run() -> None:
+        while (followed := ref()) is not None:
+            try:
+                caught_up = followed.sync(store)
+            except (sa.exc.SQLAlchemyError, StoreError):
+                RECORD_FAILURES.labels("sync").inc()
+                caught_up = True
+            del followed
+            if caught_up:
+                time.sleep(SYNC_S)
+
+    thread = threading.Thread(target=run, name="bank-follower", daemon=True)
+    thread.start()
+    return thread
 
 
 def summary(provenance: dict) -> dict:

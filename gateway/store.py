@@ -327,12 +327,14 @@ class Store:
             return [entry_dict(r) for r in conn.execute(
                 sa.select(entries).where(entries.c.id > last_id).order_by(entries.c.id).limit(limit))]
 
-    def bank(self, bank: str) -> list[dict]:
-        """The bank's entries in force (none replaced by a later one), oldest first."""
+    def bank(self, bank: str, after: int = 0, limit: int | None = None) -> list[dict]:
+        """The bank's entries in force (none replaced by a later one), oldest first: those after entry `after`,
+        at most `limit` (a page of a large bank)."""
         later = sa.select(entries.c.replaces).where(entries.c.replaces.is_not(None))
         with self._reading() as conn:
             return [entry_dict(r) for r in conn.execute(
-                sa.select(entries).where(entries.c.bank == bank, entries.c.id.not_in(later)).order_by(entries.c.id))]
+                sa.select(entries).where(entries.c.bank == bank, entries.c.id > after, entries.c.id.not_in(later))
+                .order_by(entries.c.id).limit(limit))]
 
     def backlog(self) -> int:
         """UNSURE scans nobody has reviewed."""

@@ -147,6 +147,16 @@ def test_banks_take_known_images_and_share_them_as_threatexchange_csv(known, dev
     assert got["verdict"] == "FAKE" and got["decided_by"] == "review" and got["match"]["bank"] in ("shared-list", "imported")
 
 
+def test_a_large_bank_goes_out_as_it_came_in_a_page_at_a_time(known):
+    from gateway.review import EXPORT_PAGE
+
+    rows = [f"{i:064x},{'FAKE' if i % 2 else 'REAL'},row {i}" for i in range(2 * EXPORT_PAGE + 7)]
+    sent = "pdq,label,note\n" + "".join(row + "\n" for row in rows)
+    r = known.call("POST", "/v1/banks/large/import", data=sent)
+    assert r.status_code == 201 and r.json()["imported"] == len(rows), r.text
+    assert known.call("GET", "/v1/banks/large/export").text == sent
+
+
 def test_without_a_keys_file_reviews_answer_403_saying_how_to_add_a_reviewer(gateway_url):
     r = requests.get(gateway_url + "/v1/scans", timeout=10)
     assert r.status_code == 403 and "KEY reviewer" in r.json()["message"]
@@ -331,3 +341,27 @@ def test_large_images_hash_the_same_at_any_size_and_close_to_a_full_resolution_h
         assert quality >= MIN_QUALITY
         assert distance(ours, pdq_of(im.resize((im.width // 2, im.height // 2), Image.LANCZOS))[0]) <= 8
         assert distance(ours, pdq_of(im, max_side=None)[0]) <= MAX_DISTANCE
+
+
+def test_a_workers_index_follows_the_database_without_requests_and_stops_with_its_app(tmp_path):
+    import gc
+
+    from gateway.app import create_app
+    from gateway.known import SYNC_S
+    from gateway.store import Store
+
+    url = f"sqlite:///{tmp_path / 'fakelens.db'}"
+    Store(url).add_entries("shared", [{"pdq": "5a" * 32, "pdq_quality": 90, "label": "FAKE", "note": "before"}], None)
+    app = create_app({"DATABASE_URL": url, "RESULTS_DIR": str(tmp_path)})
+    index = app.extensions["index"]
+    assert index.match("0" * 64, "5a" * 32, 90)["note"] == "before"  # taken up at start
+    Store(url).add_entries("shared", [{"pdq": "a5" * 32, "pdq_quality": 90, "label": "REAL", "note": "after"}], None)
+    deadline = time.monotonic() + 5 * SYNC_S
+    while index.match("0" * 64, "a5" * 32, 90) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert index.match("0" * 64, "a5" * 32, 90)["note"] == "after"  # no request asked for it
+    follower = app.extensions["follower"]
+    del app, index
+    gc.collect()
+    follower.join(timeout=4 * SYNC_S)
+    assert not follower.is_alive()  # a test's app, gone: its thread does not poll the database for ever
