@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pdqhash
@@ -34,6 +35,7 @@ MIN_QUALITY = 50
 PDQ_SIDE = 128
 SYNC_S = 0.5
 SYNC_ROWS = 5_000  # entries a sync reads at a time: about 60 ms here, and a large bank never sits in memory as dicts
+NO_HASH = "0" * 64  # the row of an entry that may not match by PDQ
 POPCOUNT16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.uint8)
 
 
@@ -69,11 +71,15 @@ class Index:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last_id = 0
-        self._ids = np.zeros(0, dtype=np.int64)  # entry id of each row, ascending
-        self._hashes = np.zeros((0, 16), dtype=np.uint16)
-        self._in_force = np.zeros(0, dtype=bool)  # not replaced by a later entry
-        self._matchable = np.zeros(0, dtype=bool)  # in force, with a PDQ hash of quality >= MIN_QUALITY
-        self._fields = np.zeros((0, len(self.FIELDS)), dtype=np.int32)  # positions in _strings
+        # Rows 0.._n of each column are entries; the rest is room to grow into (_append).
+        self._n = 0
+        self._columns = {
+            "ids": np.zeros(0, dtype=np.int64),  # entry id of each row, ascending
+            "hashes": np.zeros((0, 16), dtype=np.uint16),
+            "in_force": np.zeros(0, dtype=bool),  # not replaced by a later entry
+            "matchable": np.zeros(0, dtype=bool),  # in force, with a PDQ hash of quality >= MIN_QUALITY
+            "fields": np.zeros((0, len(self.FIELDS)), dtype=np.int32),  # positions in _strings
+        }
         self._strings: list[str | None] = [None]
         self._string_at: dict[str | None, int] = {None: 0}
         self._by_sha: dict[str, int] = {}  # sha256 -> entry id, entries in force
@@ -86,50 +92,71 @@ class Index:
             self._strings.append(value)
         return at
 
-    def _row(self, entry_id: int) -> int | None:
-        row = int(np.searchsorted(self._ids, entry_id))
-        return row if row < len(self._ids) and self._ids[row] == entry_id else None
+    def _col(self, name: str) -> np.ndarray:
+        return self._columns[name][:self._n]
 
-    def add(self, new: list[dict]) -> None:
-        """Entries in id order; one that `replaces` another retires it."""
+    def _append(self, **rows: np.ndarray) -> None:
+        """Rows at the end of every column. Room grows by a quarter when it runs out, so taking up a million entries
+        5,000 at a time copies each row a few times, not 200 times."""
+        n = len(rows["ids"])
+        for name, new in rows.items():
+            column = self._columns[name]
+            if self._n + n > len(column):
+                grown = np.zeros((max(self._n + n, len(column) * 5 // 4), *column.shape[1:]), dtype=column.dtype)
+                grown[:self._n] = column[:self._n]
+                self._columns[name] = column = grown
+            column[self._n:self._n + n] = new
+        self._n += n
+
+    def _row(self, entry_id: int) -> int | None:
+        ids = self._col("ids")
+        row = int(np.searchsorted(ids, entry_id))
+        return row if row < len(ids) and ids[row] == entry_id else None
+
+    def add(self, new: Mapping[str, Sequence]) -> None:
+        """Entries in id order, as columns (Store.entries_after): entry, sha256, pdq, pdq_quality, replaces and
+        FIELDS. One that replaces another retires it."""
         with self._lock:
-            new = [e for e in new if e["entry"] > self._last_id]  # ids stay ascending, each row once
-            if not new:
+            ids = np.asarray(new["entry"], dtype=np.int64)
+            start = int(np.searchsorted(ids, self._last_id, side="right"))  # ids stay ascending, each row once
+            if start == len(ids):
                 return
-            ok = [bool(e.get("pdq")) and (e.get("pdq_quality") or 0) >= MIN_QUALITY for e in new]
-            packed = b"".join(bytes.fromhex(e["pdq"]) if good else bytes(32) for e, good in zip(new, ok))
-            self._ids = np.concatenate([self._ids, np.array([e["entry"] for e in new], dtype=np.int64)])
-            self._hashes = np.concatenate([self._hashes, np.frombuffer(packed, np.uint16).reshape(-1, 16)])
-            self._in_force = np.concatenate([self._in_force, np.ones(len(new), dtype=bool)])
-            self._matchable = np.concatenate([self._matchable, np.array(ok, dtype=bool)])
-            self._fields = np.concatenate([self._fields, np.array(
-                [[self._string(e.get(f)) for f in self.FIELDS] for e in new], dtype=np.int32)])
-            self._last_id = int(self._ids[-1])
-            for e in new:
-                old = self._row(e["replaces"]) if e.get("replaces") else None
+            ids, new = ids[start:], {k: v[start:] for k, v in new.items()}
+            ok = np.fromiter((bool(p) and (q or 0) >= MIN_QUALITY for p, q in zip(new["pdq"], new["pdq_quality"])),
+                             dtype=bool, count=len(ids))
+            packed = bytes.fromhex("".join(p if good else NO_HASH for p, good in zip(new["pdq"], ok)))
+            fields = np.empty((len(ids), len(self.FIELDS)), dtype=np.int32)
+            for j, f in enumerate(self.FIELDS):
+                at = {v: self._string(v) for v in set(new[f])}
+                fields[:, j] = np.fromiter(map(at.__getitem__, new[f]), dtype=np.int32, count=len(ids))
+            self._append(ids=ids, hashes=np.frombuffer(packed, np.uint16).reshape(-1, 16), in_force=True,
+                         matchable=ok, fields=fields)
+            self._last_id = int(ids[-1])
+            in_force, matchable = self._col("in_force"), self._col("matchable")
+            for entry, sha, replaces in zip(ids.tolist(), new["sha256"], new["replaces"]):
+                old = self._row(replaces) if replaces else None
                 if old is not None:
-                    self._in_force[old] = self._matchable[old] = False
-                    sha = self._sha_of.pop(e["replaces"], None)
-                    if sha and self._by_sha.get(sha) == e["replaces"]:
-                        del self._by_sha[sha]
-                if e.get("sha256"):
-                    self._by_sha[e["sha256"]] = e["entry"]
-                    self._sha_of[e["entry"]] = e["sha256"]
-            if 2 * self._in_force.sum() <= len(self._ids):  # half or more retired: every query would scan them
-                keep = self._in_force
-                self._ids, self._hashes, self._fields = self._ids[keep], self._hashes[keep], self._fields[keep]
-                self._in_force, self._matchable = self._in_force[keep], self._matchable[keep]
+                    in_force[old] = matchable[old] = False
+                    gone = self._sha_of.pop(replaces, None)
+                    if gone and self._by_sha.get(gone) == replaces:
+                        del self._by_sha[gone]
+                if sha:
+                    self._by_sha[sha] = entry
+                    self._sha_of[entry] = sha
+            if 2 * in_force.sum() <= self._n:  # half or more retired: every query would scan them
+                self._columns = {name: column[:self._n][in_force] for name, column in self._columns.items()}
+                self._n = len(self._columns["ids"])
 
     def __len__(self) -> int:
         """Rows a query scans, retired ones included."""
-        return len(self._ids)
+        return self._n
 
     def sync(self, store) -> bool:
         """Take up to SYNC_ROWS of the entries the database has and this index has not; True when caught up.
         Called from one thread at a time (at a worker's start, then by its follower: records.follow)."""
         new = store.entries_after(self._last_id, SYNC_ROWS)
         self.add(new)
-        return len(new) < SYNC_ROWS
+        return len(new["entry"]) < SYNC_ROWS
 
     def take_up(self, store) -> None:
         """Every entry of the database, before a worker's first request."""
@@ -137,19 +164,20 @@ class Index:
             pass
 
     def _found(self, row: int, distance: int) -> dict:
-        return {"entry": int(self._ids[row]), "distance": distance,
-                **{f: self._strings[i] for f, i in zip(self.FIELDS, self._fields[row])}}
+        return {"entry": int(self._columns["ids"][row]), "distance": distance,
+                **{f: self._strings[i] for f, i in zip(self.FIELDS, self._columns["fields"][row])}}
 
     def match(self, sha256: str, pdq: str | None, pdq_quality: int | None) -> dict | None:
         """The entry that matches ("entry", "distance": 0 for the same bytes, and FIELDS), or None."""
         with self._lock:
             if sha256 in self._by_sha:
                 return self._found(self._row(self._by_sha[sha256]), 0)
-            if not pdq or (pdq_quality or 0) < MIN_QUALITY or not self._matchable.any():
+            matchable = self._col("matchable")
+            if not pdq or (pdq_quality or 0) < MIN_QUALITY or not matchable.any():
                 return None
             query = np.frombuffer(bytes.fromhex(pdq), np.uint16)
-            dist = POPCOUNT16[self._hashes ^ query].sum(axis=1, dtype=np.uint16)
-            dist[~self._matchable] = np.iinfo(np.uint16).max
+            dist = POPCOUNT16[self._col("hashes") ^ query].sum(axis=1, dtype=np.uint16)
+            dist[~matchable] = np.iinfo(np.uint16).max
             best = int(np.argmin(dist))
             if dist[best] > MAX_DISTANCE:
                 return None

@@ -135,7 +135,7 @@ def add_entry(bank: str):
         raise ApiError(413 if exc.reason == "too_many_pixels" else 400, exc.reason, str(exc)) from None
     pdq, quality = known.pdq_of(rgb)
     row = {"sha256": known.sha256(raw), "pdq": pdq, "pdq_quality": quality, "label": label, "note": note}
-    [entry] = _store().add_entries(_bank(bank), [row], key.id)
+    entry = _store().add_entry(_bank(bank), row, key.id)
     return jsonify(entry), 201
 
 
@@ -183,5 +183,4 @@ def import_(bank: str):
         rows.append({"pdq": pdq, "pdq_quality": 100, "label": r["label"], "note": _note(r.get("note"))})
     if not rows:
         raise ApiError(400, "bad_csv", "no rows: send CSV with the header pdq,label,note")
-    added = _store().add_entries(_bank(bank), rows, key.id)
-    return jsonify({"bank": bank, "imported": len(added)}), 201
+    return jsonify({"bank": bank, "imported": _store().add_entries(_bank(bank), rows, key.id)}), 201

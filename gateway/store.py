@@ -17,7 +17,7 @@ import datetime as dt
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -85,20 +85,25 @@ entries = sa.Table(
 BULK_COLUMNS = ("sha256", "pdq", "pdq_quality", "label", "note")  # what each row of a shared list brings
 
 
-def _bulk_insert(conn: sa.Connection, rows: list[dict], **same: object) -> list[sa.Row]:
-    """INSERT ... RETURNING of bank entries that share `same` (bank, reviewer, created_at), not two statements
-    per row. PostgreSQL: one statement, the rows as one array per column, unnested by the server (a VALUES
-    list would have psycopg parse a placeholder per value, about 10 us each: 20 s for 200,000 rows).
-    SQLite: multi-row VALUES, a thousand rows a statement (SQLAlchemy's insertmanyvalues)."""
+def _bulk_insert(conn: sa.Connection, rows: list[dict], **same: object) -> int:
+    """INSERT of bank entries that share `same` (bank, reviewer, created_at), not a statement per row; how many.
+    PostgreSQL: one statement, the rows as one array per column, unnested by the server (a VALUES list would
+    have psycopg parse a placeholder per value, about 10 us each: 20 s for 200,000 rows). SQLite: one prepared
+    statement run for every row (executemany)."""
     columns = {c: [r.get(c) for r in rows] for c in BULK_COLUMNS}
     columns["note"] = [n or "" for n in columns["note"]]
-    insert = entries.insert().returning(*entries.c)
     if conn.dialect.name == "postgresql":
         arrays = sa.func.unnest(*[sa.bindparam(c, v, type_=postgresql.ARRAY(entries.c[c].type))
                                   for c, v in columns.items()]).table_valued(*BULK_COLUMNS).render_derived()
         fixed = [sa.literal(v, entries.c[c].type).label(c) for c, v in same.items()]
-        return conn.execute(insert.from_select([*BULK_COLUMNS, *same], sa.select(*arrays.c, *fixed))).all()
-    return conn.execute(insert, [{**dict(zip(columns, values)), **same} for values in zip(*columns.values())]).all()
+        conn.execute(entries.insert().from_select([*BULK_COLUMNS, *same], sa.select(*arrays.c, *fixed)))
+    else:
+        conn.execute(entries.insert(), [{**dict(zip(columns, values)), **same} for values in zip(*columns.values())])
+    return len(rows)  # one statement: every row went in, or it raised
+
+
+def _insert_entry(conn: sa.Connection, **values: object) -> dict:
+    return entry_dict(conn.execute(entries.insert().values(**values).returning(*entries.c)).one())
 
 
 class StoreError(RuntimeError):
@@ -305,27 +310,34 @@ class Store:
             self._one_bank_writer(conn)
             previous = conn.execute(sa.select(sa.func.max(entries.c.id)).where(
                 entries.c.scan_id == scan_id, entries.c.bank == REVIEWED_BANK)).scalar()
-            entry_id = conn.execute(entries.insert().values(
-                bank=REVIEWED_BANK, sha256=scan.sha256, pdq=scan.pdq, pdq_quality=scan.pdq_quality, label=label,
-                note=note, scan_id=scan_id, reviewer=reviewer, created_at=stamp, replaces=previous)
-            ).inserted_primary_key[0]
-            entry = conn.execute(sa.select(entries).where(entries.c.id == entry_id)).one()
-        return ({"label": label, "note": note, "reviewer": reviewer, "reviewed_at": _iso(stamp)}, entry_dict(entry))
+            entry = _insert_entry(conn, bank=REVIEWED_BANK, sha256=scan.sha256, pdq=scan.pdq,
+                                  pdq_quality=scan.pdq_quality, label=label, note=note, scan_id=scan_id,
+                                  reviewer=reviewer, created_at=stamp, replaces=previous)
+        return {"label": label, "note": note, "reviewer": reviewer, "reviewed_at": _iso(stamp)}, entry
 
-    def add_entries(self, bank: str, rows: list[dict], reviewer: str | None) -> list[dict]:
-        """Known images without a scan (an upload, or a CSV of hashes): rows of sha256?, pdq, pdq_quality, label, note.
-        The entries added, oldest first."""
-        stamp = now()
+    def add_entry(self, bank: str, row: dict, reviewer: str) -> dict:
+        """A known image without a scan (an upload): a row of sha256, pdq, pdq_quality, label, note. The entry."""
         with self._tx() as conn:
             self._one_bank_writer(conn)
-            added = _bulk_insert(conn, rows, bank=bank, reviewer=reviewer, created_at=stamp)
-        return [entry_dict(r) for r in sorted(added, key=lambda r: r.id)]  # RETURNING's order is the database's
+            return _insert_entry(conn, **row, bank=bank, reviewer=reviewer, created_at=now())
 
-    def entries_after(self, last_id: int, limit: int | None = None) -> list[dict]:
-        """Bank entries newer than `last_id`, oldest first (at most `limit`): what an index has not seen yet."""
+    def add_entries(self, bank: str, rows: list[dict], reviewer: str | None) -> int:
+        """A shared list (a CSV of hashes), all or none: rows of pdq, pdq_quality, label, note. How many went in."""
+        with self._tx() as conn:
+            self._one_bank_writer(conn)
+            return _bulk_insert(conn, rows, bank=bank, reviewer=reviewer, created_at=now())
+
+    def entries_after(self, last_id: int, limit: int | None = None) -> dict[str, Sequence]:
+        """Bank entries newer than `last_id`, oldest first (at most `limit`): what an index has not seen yet, as
+        columns named as entry_dict names them (a dict per row made a worker's start take seconds per million)."""
         with self._reading() as conn:
-            return [entry_dict(r) for r in conn.execute(
-                sa.select(entries).where(entries.c.id > last_id).order_by(entries.c.id).limit(limit))]
+            result = conn.execute(sa.select(entries.c.id.label("entry"), *[c for c in entries.c if c.name != "id"])
+                                  .where(entries.c.id > last_id).order_by(entries.c.id).limit(limit))
+            names, rows = list(result.keys()), result.all()
+        columns = dict(zip(names, zip(*rows))) if rows else {n: () for n in names}
+        iso = {t: _iso(t) for t in set(columns["created_at"])}  # a shared list's rows share one time
+        columns["created_at"] = [iso[t] for t in columns["created_at"]]
+        return columns
 
     def bank(self, bank: str, after: int = 0, limit: int | None = None) -> list[dict]:
         """The bank's entries in force (none replaced by a later one), oldest first: those after entry `after`,

@@ -309,11 +309,16 @@ def flipped(pdq: str, bits: int) -> str:
     return f"{value:064x}"
 
 
+def one_entry(**entry) -> dict:
+    """An entry as the columns Store.entries_after gives an index."""
+    return {k: [entry.get(k)] for k in ("entry", "sha256", "pdq", "pdq_quality", "replaces", *Index.FIELDS)}
+
+
 def test_the_index_matches_within_the_threshold_and_drops_rows_retired_by_later_reviews():
     pdq = "5a" * 32
     index = Index()
-    index.add([{"entry": 1, "sha256": "a" * 64, "pdq": pdq, "pdq_quality": 90, "label": "FAKE", "bank": "reviewed",
-                "note": "a render", "scan_id": "s1", "created_at": "2026-12-01T10:00:00+00:00"}])
+    index.add(one_entry(**{"entry": 1, "sha256": "a" * 64, "pdq": pdq, "pdq_quality": 90, "label": "FAKE", "bank": "reviewed",
+                "note": "a render", "scan_id": "s1", "created_at": "2026-12-01T10:00:00+00:00"}))
     assert index.match("b" * 64, flipped(pdq, MAX_DISTANCE), 90) == {
         "entry": 1, "distance": MAX_DISTANCE, "bank": "reviewed", "label": "FAKE", "note": "a render", "scan_id": "s1",
         "created_at": "2026-12-01T10:00:00+00:00"}
@@ -322,11 +327,11 @@ def test_the_index_matches_within_the_threshold_and_drops_rows_retired_by_later_
     assert index.match("a" * 64, None, None)["distance"] == 0  # the same bytes, whatever their pixels
     # A second review of the same scan replaces the first: its label wins, and the retired row stops
     # costing queries once most rows are retired.
-    index.add([{"entry": 2, "replaces": 1, "sha256": "a" * 64, "pdq": pdq, "pdq_quality": 90, "label": "REAL"}])
+    index.add(one_entry(entry=2, replaces=1, sha256="a" * 64, pdq=pdq, pdq_quality=90, label="REAL"))
     assert index.match("b" * 64, pdq, 90)["label"] == "REAL"
     assert index.match("a" * 64, None, None)["label"] == "REAL"
     assert len(index) == 1
-    index.add([{"entry": 3, "sha256": "c" * 64, "pdq": None, "pdq_quality": None, "label": "FAKE"}])  # bytes, no pixels
+    index.add(one_entry(entry=3, sha256="c" * 64, label="FAKE"))  # bytes, no pixels
     assert index.match("c" * 64, None, None)["entry"] == 3 and index.match("d" * 64, pdq, 90)["entry"] == 2
 
 
