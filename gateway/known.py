@@ -16,9 +16,9 @@ The index lives in each gateway worker and follows the database: a worker takes 
 before its first request (`take_up`), then a thread of its own (records.follow) reads the entries
 added since the last one it saw every SYNC_S seconds, SYNC_ROWS at a time, so a review in one
 worker is matched by every worker within a second, and no request waits for a large import. A query is
-a scan over packed bits (numpy, a 16-bit popcount table): about 45 ms over a million hashes on
-this 2-core machine (make pdq). Past a million, faiss-cpu's IndexBinaryFlat does the same scan
-several times faster, and its multi-index hashing sublinearly.
+an exhaustive scan of the packed hashes by faiss-cpu's IndexBinaryFlat (hardware popcount), about 2 ms
+over a million hashes on this 2-core machine, where numpy with a popcount table took 45 ms (make pdq).
+Past tens of millions, faiss's multi-index hashing (IndexBinaryMultiHash) answers sublinearly.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import hashlib
 import threading
 from collections.abc import Mapping, Sequence
 
+import faiss
 import numpy as np
 import pdqhash
 from PIL import Image
@@ -34,9 +35,12 @@ MAX_DISTANCE = 31
 MIN_QUALITY = 50
 PDQ_SIDE = 128
 SYNC_S = 0.5
-SYNC_ROWS = 5_000  # entries a sync reads at a time: about 60 ms here, and a large bank never sits in memory as dicts
+SYNC_ROWS = 5_000  # entries a sync reads at a time: about 30 ms here, and a large bank never sits in memory as dicts
 NO_HASH = "0" * 64  # the row of an entry that may not match by PDQ
-POPCOUNT16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.uint8)
+
+# One thread per query: it already runs on one of a worker's request threads, and an OpenMP team would spin
+# on the cores Triton needs (a query over a million hashes takes about 2 ms on one core).
+faiss.omp_set_num_threads(1)
 
 
 def sha256(raw: bytes) -> str:
@@ -54,32 +58,33 @@ def pdq_of(rgb: Image.Image, max_side: int | None = PDQ_SIDE) -> tuple[str, int]
 
 
 def distance(a: str, b: str) -> int:
-    return int(POPCOUNT16[np.bitwise_xor(np.frombuffer(bytes.fromhex(a), np.uint16),
-                                         np.frombuffer(bytes.fromhex(b), np.uint16))].sum())
+    return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
 class Index:
     """The banks' entries in force, matchable by SHA-256 and PDQ; safe to share between request threads.
 
-    Kept as columns, one row per entry in id order, so a million shared hashes take about 60 MB per
-    worker (make pdq), where a dict per entry took about 900 bytes each: the packed hash, whether
-    it may match, and what a match reports, as positions in a table of the distinct strings (a
-    shared list repeats its bank, label, note and import time on every row)."""
+    Kept as columns, one row per entry in id order, so a million shared hashes take about 65 MB per
+    worker (make pdq), where a dict per entry took about 900 bytes each: the packed hashes in a faiss
+    binary index (row i of the index is row i of every column), whether each row may match, and what a
+    match reports, as positions in a table of the distinct strings (a shared list repeats its bank,
+    label, note and import time on every row)."""
 
     FIELDS = ("bank", "label", "note", "scan_id", "created_at")  # what a match reports, besides entry and distance
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last_id = 0
+        self._hashes = faiss.IndexBinaryFlat(256)
         # Rows 0.._n of each column are entries; the rest is room to grow into (_append).
         self._n = 0
         self._columns = {
             "ids": np.zeros(0, dtype=np.int64),  # entry id of each row, ascending
-            "hashes": np.zeros((0, 16), dtype=np.uint16),
             "in_force": np.zeros(0, dtype=bool),  # not replaced by a later entry
             "matchable": np.zeros(0, dtype=bool),  # in force, with a PDQ hash of quality >= MIN_QUALITY
             "fields": np.zeros((0, len(self.FIELDS)), dtype=np.int32),  # positions in _strings
         }
+        self._matchable_bits = np.zeros(0, dtype=np.uint8)  # "matchable" packed, as faiss's row filter reads it
         self._strings: list[str | None] = [None]
         self._string_at: dict[str | None, int] = {None: 0}
         self._by_sha: dict[str, int] = {}  # sha256 -> entry id, entries in force
@@ -129,8 +134,8 @@ class Index:
             for j, f in enumerate(self.FIELDS):
                 at = {v: self._string(v) for v in set(new[f])}
                 fields[:, j] = np.fromiter(map(at.__getitem__, new[f]), dtype=np.int32, count=len(ids))
-            self._append(ids=ids, hashes=np.frombuffer(packed, np.uint16).reshape(-1, 16), in_force=True,
-                         matchable=ok, fields=fields)
+            self._hashes.add(np.frombuffer(packed, np.uint8).reshape(-1, 32))
+            self._append(ids=ids, in_force=True, matchable=ok, fields=fields)
             self._last_id = int(ids[-1])
             in_force, matchable = self._col("in_force"), self._col("matchable")
             for entry, sha, replaces in zip(ids.tolist(), new["sha256"], new["replaces"]):
@@ -144,8 +149,10 @@ class Index:
                     self._by_sha[sha] = entry
                     self._sha_of[entry] = sha
             if 2 * in_force.sum() <= self._n:  # half or more retired: every query would scan them
+                self._hashes.remove_ids(faiss.IDSelectorBitmap(self._n, faiss.swig_ptr(_bits(~in_force))))
                 self._columns = {name: column[:self._n][in_force] for name, column in self._columns.items()}
                 self._n = len(self._columns["ids"])
+            self._matchable_bits = _bits(self._col("matchable"))
 
     def __len__(self) -> int:
         """Rows a query scans, retired ones included."""
@@ -172,13 +179,20 @@ class Index:
         with self._lock:
             if sha256 in self._by_sha:
                 return self._found(self._row(self._by_sha[sha256]), 0)
-            matchable = self._col("matchable")
-            if not pdq or (pdq_quality or 0) < MIN_QUALITY or not matchable.any():
+            if not pdq or (pdq_quality or 0) < MIN_QUALITY or not self._matchable_bits.any():
                 return None
-            query = np.frombuffer(bytes.fromhex(pdq), np.uint16)
-            dist = POPCOUNT16[self._col("hashes") ^ query].sum(axis=1, dtype=np.uint16)
-            dist[~matchable] = np.iinfo(np.uint16).max
-            best = int(np.argmin(dist))
-            if dist[best] > MAX_DISTANCE:
+            query = np.frombuffer(bytes.fromhex(pdq), np.uint8).reshape(1, 32)
+            only = faiss.IDSelectorBitmap(self._n, faiss.swig_ptr(self._matchable_bits))
+            dist, row = self._hashes.search(query, 1, params=faiss.SearchParameters(sel=only))
+            if row[0, 0] < 0 or dist[0, 0] > MAX_DISTANCE:
                 return None
-            return self._found(best, int(dist[best]))
+            return self._found(int(row[0, 0]), int(dist[0, 0]))
+
+    def hash_bytes(self) -> int:
+        """Memory of the packed hashes, which faiss holds outside Python's allocator (tracemalloc does not see it)."""
+        return self._hashes.ntotal * self._hashes.code_size
+
+
+def _bits(rows: np.ndarray) -> np.ndarray:
+    """A boolean per row packed as faiss's IDSelectorBitmap reads it: bit i of the array is row i."""
+    return np.packbits(rows, bitorder="little")

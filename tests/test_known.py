@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import signal
 import time
 
@@ -309,15 +310,15 @@ def flipped(pdq: str, bits: int) -> str:
     return f"{value:064x}"
 
 
-def one_entry(**entry) -> dict:
-    """An entry as the columns Store.entries_after gives an index."""
-    return {k: [entry.get(k)] for k in ("entry", "sha256", "pdq", "pdq_quality", "replaces", *Index.FIELDS)}
+def as_columns(*entries: dict) -> dict:
+    """Entries as the columns Store.entries_after gives an index."""
+    return {k: [e.get(k) for e in entries] for k in ("entry", "sha256", "pdq", "pdq_quality", "replaces", *Index.FIELDS)}
 
 
 def test_the_index_matches_within_the_threshold_and_drops_rows_retired_by_later_reviews():
     pdq = "5a" * 32
     index = Index()
-    index.add(one_entry(**{"entry": 1, "sha256": "a" * 64, "pdq": pdq, "pdq_quality": 90, "label": "FAKE", "bank": "reviewed",
+    index.add(as_columns({"entry": 1, "sha256": "a" * 64, "pdq": pdq, "pdq_quality": 90, "label": "FAKE", "bank": "reviewed",
                 "note": "a render", "scan_id": "s1", "created_at": "2026-12-01T10:00:00+00:00"}))
     assert index.match("b" * 64, flipped(pdq, MAX_DISTANCE), 90) == {
         "entry": 1, "distance": MAX_DISTANCE, "bank": "reviewed", "label": "FAKE", "note": "a render", "scan_id": "s1",
@@ -327,12 +328,36 @@ def test_the_index_matches_within_the_threshold_and_drops_rows_retired_by_later_
     assert index.match("a" * 64, None, None)["distance"] == 0  # the same bytes, whatever their pixels
     # A second review of the same scan replaces the first: its label wins, and the retired row stops
     # costing queries once most rows are retired.
-    index.add(one_entry(entry=2, replaces=1, sha256="a" * 64, pdq=pdq, pdq_quality=90, label="REAL"))
+    index.add(as_columns({"entry": 2, "replaces": 1, "sha256": "a" * 64, "pdq": pdq, "pdq_quality": 90, "label": "REAL"}))
     assert index.match("b" * 64, pdq, 90)["label"] == "REAL"
     assert index.match("a" * 64, None, None)["label"] == "REAL"
     assert len(index) == 1
-    index.add(one_entry(entry=3, sha256="c" * 64, label="FAKE"))  # bytes, no pixels
+    index.add(as_columns({"entry": 3, "sha256": "c" * 64, "label": "FAKE"}))  # bytes, no pixels
     assert index.match("c" * 64, None, None)["entry"] == 3 and index.match("d" * 64, pdq, 90)["entry"] == 2
+
+
+def test_the_index_keeps_each_hash_with_its_entry_when_it_drops_retired_rows():
+    """Every entry reviewed again: the first hundred retire, the index drops them, and each hash must still
+    report its own (new) entry."""
+    rng = random.Random(0)
+    hashes = [f"{rng.getrandbits(256):064x}" for _ in range(100)]
+    index = Index()
+    index.add(as_columns(*[{"entry": i + 1, "pdq": h, "pdq_quality": 90, "label": "FAKE", "note": f"first {i}"}
+                           for i, h in enumerate(hashes)]))
+    odd, even = list(range(1, 100, 2)), list(range(0, 100, 2))
+
+    def again(at: list[int], first_id: int) -> dict:
+        return as_columns(*[{"entry": first_id + k, "replaces": i + 1, "pdq": hashes[i], "pdq_quality": 90,
+                             "label": "REAL", "note": f"again {i}"} for k, i in enumerate(at)])
+
+    index.add(again(odd, 101))
+    assert len(index) == 150  # a third retired: kept, and never matched
+    index.add(again(even, 151))
+    assert len(index) == 100  # half retired: dropped
+    for i, h in enumerate(hashes):
+        assert index.match("0" * 64, h, 90) == {"entry": 101 + odd.index(i) if i % 2 else 151 + even.index(i),
+                                                "distance": 0, "bank": None, "label": "REAL", "note": f"again {i}",
+                                                "scan_id": None, "created_at": None}
 
 
 def test_large_images_hash_the_same_at_any_size_and_close_to_a_full_resolution_hash(dev):
