@@ -149,7 +149,8 @@ class Index:
                     self._by_sha[sha] = entry
                     self._sha_of[entry] = sha
             if 2 * in_force.sum() <= self._n:  # half or more retired: every query would scan them
-                self._hashes.remove_ids(faiss.IDSelectorBitmap(self._n, faiss.swig_ptr(_bits(~in_force))))
+                retired = _bits(~in_force)  # named: faiss reads it through a bare pointer
+                self._hashes.remove_ids(faiss.IDSelectorBitmap(self._n, faiss.swig_ptr(retired)))
                 self._columns = {name: column[:self._n][in_force] for name, column in self._columns.items()}
                 self._n = len(self._columns["ids"])
             self._matchable_bits = _bits(self._col("matchable"))
