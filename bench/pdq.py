@@ -88,13 +88,14 @@ def bank_of(n: int, repeats: int = 50) -> dict:
     before its first request), and queried: seconds, the index's memory, and milliseconds per query."""
     rng = np.random.default_rng(0)
     hashes = rng.integers(0, 256, (n, 32), dtype=np.uint8)
-    rows = [{"pdq": h.tobytes().hex(), "pdq_quality": 100, "label": "FAKE", "note": "a shared list"} for h in hashes]
+    shared = {"pdq": [h.tobytes().hex() for h in hashes], "pdq_quality": [100] * n, "label": ["FAKE"] * n,
+              "note": ["a shared list"] * n}
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/bank.db")
         store.migrate()
         start = time.perf_counter()
         for i in tqdm(range(0, n, IMPORT_ROWS), desc=f"importing a bank of {n:,}", unit="request"):
-            store.add_entries("bench", rows[i:i + IMPORT_ROWS], None)  # one request's worth at a time
+            store.add_entries("bench", {k: v[i:i + IMPORT_ROWS] for k, v in shared.items()}, None)  # a request's worth
         imported = time.perf_counter() - start
         index = known.Index()
         start = time.perf_counter()

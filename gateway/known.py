@@ -4,7 +4,7 @@ Hashes: SHA-256 of the bytes (an exact copy), and PDQ (Meta's perceptual hash, a
 ThreatExchange and HMA) of the decoded pixels, which survives re-saving and resizing but not
 cropping. Stored and uploaded images are hashed the same way (`pdq_of`): downscaled to at most
 PDQ_SIDE px first, as PDQ's own PHP reference does before hashing (its Jarosz blur is most of the
-cost and grows with the pixels). On the dev set that is 5x faster than hashing 512 px, matches
+cost and grows with the pixels). On the dev set that is 5-6x faster than hashing 512 px, matches
 resized copies more often, and matches a full-resolution hash from another tool about as often
 (README, Known images).
 

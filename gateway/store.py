@@ -17,7 +17,7 @@ import datetime as dt
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -82,24 +82,25 @@ entries = sa.Table(
 )
 
 
-BULK_COLUMNS = ("sha256", "pdq", "pdq_quality", "label", "note")  # what each row of a shared list brings
+SQLITE_CHUNK = 10_000  # rows per executemany: SQLAlchemy wants a dict per row, so a large list goes in a part at a time
 
 
-def _bulk_insert(conn: sa.Connection, rows: list[dict], **same: object) -> int:
-    """INSERT of bank entries that share `same` (bank, reviewer, created_at), not a statement per row; how many.
-    PostgreSQL: one statement, the rows as one array per column, unnested by the server (a VALUES list would
-    have psycopg parse a placeholder per value, about 10 us each: 20 s for 200,000 rows). SQLite: one prepared
-    statement run for every row (executemany)."""
-    columns = {c: [r.get(c) for r in rows] for c in BULK_COLUMNS}
-    columns["note"] = [n or "" for n in columns["note"]]
+def _bulk_insert(conn: sa.Connection, columns: Mapping[str, Sequence], **same: object) -> int:
+    """INSERT of bank entries given as columns of equal length, sharing `same` (bank, reviewer, created_at), not
+    a statement per row; how many. PostgreSQL: one statement, each column one array, unnested by the server (a
+    VALUES list would have psycopg parse a placeholder per value, about 10 us each: 20 s for 200,000 rows).
+    SQLite: one prepared statement run for every row (executemany), SQLITE_CHUNK rows at a time."""
+    names, n = list(columns), len(next(iter(columns.values())))
     if conn.dialect.name == "postgresql":
-        arrays = sa.func.unnest(*[sa.bindparam(c, v, type_=postgresql.ARRAY(entries.c[c].type))
-                                  for c, v in columns.items()]).table_valued(*BULK_COLUMNS).render_derived()
+        arrays = sa.func.unnest(*[sa.bindparam(c, list(v), type_=postgresql.ARRAY(entries.c[c].type))
+                                  for c, v in columns.items()]).table_valued(*names).render_derived()
         fixed = [sa.literal(v, entries.c[c].type).label(c) for c, v in same.items()]
-        conn.execute(entries.insert().from_select([*BULK_COLUMNS, *same], sa.select(*arrays.c, *fixed)))
+        conn.execute(entries.insert().from_select([*names, *same], sa.select(*arrays.c, *fixed)))
     else:
-        conn.execute(entries.insert(), [{**dict(zip(columns, values)), **same} for values in zip(*columns.values())])
-    return len(rows)  # one statement: every row went in, or it raised
+        for start in range(0, n, SQLITE_CHUNK):
+            part = zip(*(c[start:start + SQLITE_CHUNK] for c in columns.values()))
+            conn.execute(entries.insert(), [{**dict(zip(names, values)), **same} for values in part])
+    return n  # one transaction: every row went in, or it raised
 
 
 def _insert_entry(conn: sa.Connection, **values: object) -> dict:
@@ -321,11 +322,12 @@ class Store:
             self._one_bank_writer(conn)
             return _insert_entry(conn, **row, bank=bank, reviewer=reviewer, created_at=now())
 
-    def add_entries(self, bank: str, rows: list[dict], reviewer: str | None) -> int:
-        """A shared list (a CSV of hashes), all or none: rows of pdq, pdq_quality, label, note. How many went in."""
+    def add_entries(self, bank: str, columns: Mapping[str, Sequence], reviewer: str | None) -> int:
+        """A shared list (a CSV of hashes), all or none, as columns of equal length (pdq, pdq_quality, label, note):
+        a list of a million rows as dicts would cost a worker hundreds of MB. How many went in."""
         with self._tx() as conn:
             self._one_bank_writer(conn)
-            return _bulk_insert(conn, rows, bank=bank, reviewer=reviewer, created_at=now())
+            return _bulk_insert(conn, columns, bank=bank, reviewer=reviewer, created_at=now())
 
     def entries_after(self, last_id: int, limit: int | None = None) -> dict[str, Sequence]:
         """Bank entries newer than `last_id`, oldest first (at most `limit`): what an index has not seen yet, as

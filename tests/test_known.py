@@ -158,6 +158,14 @@ def test_a_large_bank_goes_out_as_it_came_in_a_page_at_a_time(known):
     assert known.call("GET", "/v1/banks/large/export").text == sent
 
 
+def test_a_list_saved_by_a_spreadsheet_imports_as_it_was(known):
+    """A byte-order mark and CRLF line ends, as spreadsheets write CSV."""
+    sent = "pdq,label,note\n" + "".join(f"{i:064x},FAKE,\"row {i}, quoted\"\n" for i in range(1, 4))
+    r = known.call("POST", "/v1/banks/spreadsheet/import", data=("\ufeff" + sent.replace("\n", "\r\n")).encode())
+    assert r.status_code == 201 and r.json()["imported"] == 3, r.text
+    assert known.call("GET", "/v1/banks/spreadsheet/export").text == sent
+
+
 def test_without_a_keys_file_reviews_answer_403_saying_how_to_add_a_reviewer(gateway_url):
     r = requests.get(gateway_url + "/v1/scans", timeout=10)
     assert r.status_code == 403 and "KEY reviewer" in r.json()["message"]
@@ -381,11 +389,11 @@ def test_a_workers_index_follows_the_database_without_requests_and_stops_with_it
     from gateway.store import Store
 
     url = f"sqlite:///{tmp_path / 'fakelens.db'}"
-    Store(url).add_entries("shared", [{"pdq": "5a" * 32, "pdq_quality": 90, "label": "FAKE", "note": "before"}], None)
+    Store(url).add_entries("shared", {"pdq": ["5a" * 32], "pdq_quality": [90], "label": ["FAKE"], "note": ["before"]}, None)
     app = create_app({"DATABASE_URL": url, "RESULTS_DIR": str(tmp_path)})
     index = app.extensions["index"]
     assert index.match("0" * 64, "5a" * 32, 90)["note"] == "before"  # taken up at start
-    Store(url).add_entries("shared", [{"pdq": "a5" * 32, "pdq_quality": 90, "label": "REAL", "note": "after"}], None)
+    Store(url).add_entries("shared", {"pdq": ["a5" * 32], "pdq_quality": [90], "label": ["REAL"], "note": ["after"]}, None)
     deadline = time.monotonic() + 5 * SYNC_S
     while index.match("0" * 64, "a5" * 32, 90) is None and time.monotonic() < deadline:
         time.sleep(0.05)

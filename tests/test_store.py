@@ -135,12 +135,13 @@ def test_a_shared_list_goes_in_with_a_few_statements(url):
     store.migrate()
     statements = []
     sa.event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
-    rows = [{"pdq": f"{i:064x}", "pdq_quality": 100, "label": "FAKE" if i % 2 else "REAL", "note": f"n{i}"}
-            for i in range(5000)]
-    assert store.add_entries("shared", rows, "0123456789ab") == len(rows)
-    assert len(statements) <= 10, f"{len(statements)} statements for {len(rows)} rows"  # was two per row
-    assert sorted((e["pdq"], e["label"], e["note"], e["reviewer"]) for e in store.bank("shared")) == [
-        (r["pdq"], r["label"], r["note"], "0123456789ab") for r in rows]
+    n = 25_000  # SQLite: three parts
+    shared = {"pdq": [f"{i:064x}" for i in range(n)], "pdq_quality": [100] * n,
+              "label": ["FAKE" if i % 2 else "REAL" for i in range(n)], "note": [f"n{i}" for i in range(n)]}
+    assert store.add_entries("shared", shared, "0123456789ab") == n
+    assert len(statements) <= 10, f"{len(statements)} statements for {n} rows"  # was two per row
+    assert sorted((e["pdq"], e["label"], e["note"], e["reviewer"]) for e in store.bank("shared")) == list(
+        zip(shared["pdq"], shared["label"], shared["note"], ["0123456789ab"] * n))
 
 
 def test_an_index_takes_up_every_bank_entry_when_two_writers_overlap(url):
@@ -165,7 +166,7 @@ def test_an_index_takes_up_every_bank_entry_when_two_writers_overlap(url):
 
     def write(store: Store, pdq: str) -> None:
         try:
-            store.add_entries("shared", [{"pdq": pdq, "pdq_quality": 90, "label": "FAKE", "note": ""}], None)
+            store.add_entries("shared", {"pdq": [pdq], "pdq_quality": [90], "label": ["FAKE"], "note": [""]}, None)
         except StoreError as exc:
             errors.append(exc)
 
@@ -204,8 +205,9 @@ def test_an_index_takes_up_a_large_import_a_chunk_at_a_time_and_all_of_it_at_sta
     from gateway.known import SYNC_ROWS, Index
 
     store = Store(url)
-    store.add_entries("shared", [{"pdq": f"{i:064x}", "pdq_quality": 100, "label": "FAKE", "note": "list"}
-                                 for i in range(2 * SYNC_ROWS + 10)], None)
+    n = 2 * SYNC_ROWS + 10
+    store.add_entries("shared", {"pdq": [f"{i:064x}" for i in range(n)], "pdq_quality": [100] * n,
+                                 "label": ["FAKE"] * n, "note": ["list"] * n}, None)
     index = Index()
     assert not index.sync(store) and len(index) == SYNC_ROWS  # one chunk a sync
     assert not index.sync(store) and len(index) == 2 * SYNC_ROWS
