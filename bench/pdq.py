@@ -84,8 +84,8 @@ def hashing_time(images: list[Image.Image], sides: tuple = (known.PDQ_SIDE, 512,
 
 def bank_of(n: int, repeats: int = 50) -> dict:
     """A shared list of n hashes imported into a fresh SQLite database (Store.add_entries, as
-    POST /v1/banks/<bank>/import does), taken up by a worker's index (Index.take_up, as a worker does
-    before its first request), and queried: seconds, the index's memory, and milliseconds per query."""
+    POST /v1/banks/<bank>/import does), taken up by an index (Index.take_up, as gunicorn's master does
+    before it forks the workers), and queried: seconds, the index's memory, and milliseconds per query."""
     rng = np.random.default_rng(0)
     hashes = rng.integers(0, 256, (n, 32), dtype=np.uint8)
     shared = {"pdq": [h.tobytes().hex() for h in hashes], "pdq_quality": [100] * n, "label": ["FAKE"] * n,
@@ -102,7 +102,7 @@ def bank_of(n: int, repeats: int = 50) -> dict:
         index.take_up(store)
         synced = time.perf_counter() - start
         tracemalloc.start()
-        taken_up = known.Index()  # a second worker's, to measure
+        taken_up = known.Index()  # a second one, to measure
         taken_up.take_up(store)
         size, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()

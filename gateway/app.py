@@ -1,4 +1,5 @@
-"""Application factory: `create_app(config)`; gunicorn runs `gateway.app:create_app()`."""
+"""Application factory: `create_app(config)`. gunicorn builds the app once, in its master, with
+`create_app(follow=False)` (gateway/gunicorn_conf.py), and each worker then calls `follow_banks`."""
 from __future__ import annotations
 
 import time
@@ -14,7 +15,9 @@ from gateway.store import Store, StoreError
 from gateway.triton import Triton
 
 
-def create_app(config: dict | None = None) -> Flask:
+def create_app(config: dict | None = None, follow: bool = True) -> Flask:
+    """follow=False: build the app in a process that will fork (gunicorn's master), with no threads and no
+    database connection left open; each process that serves then calls `follow_banks`."""
     app = Flask(__name__, static_folder="static", static_url_path="/static")
     app.config.from_mapping(from_env())
     if config:
@@ -30,7 +33,10 @@ def create_app(config: dict | None = None) -> Flask:
             index.take_up(store)  # all of it before the first request
         except StoreError as exc:  # predictions go on unrecorded; the store migrates when the database is back
             app.logger.warning("database unavailable at start: %s", exc)
-        app.extensions["follower"] = records.follow(index, store)
+        if follow:
+            follow_banks(app)
+        else:  # a connection must not be shared with forked children; each opens its own
+            store.engine.dispose()
     for bp in (api.bp, review.bp, health.bp, pages.bp):
         app.register_blueprint(bp)
     errors.register(app)
@@ -48,3 +54,9 @@ def create_app(config: dict | None = None) -> Flask:
         return response
 
     return app
+
+
+def follow_banks(app: Flask) -> None:
+    """Start the thread that keeps this process's index up with the database (records.follow)."""
+    if app.config["RECORDS"]:
+        app.extensions["follower"] = records.follow(app.extensions["index"], app.extensions["store"])

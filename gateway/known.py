@@ -12,10 +12,11 @@ Matching (`Index.match`): an exact SHA-256 first; then the nearest PDQ hash at a
 of at most MAX_DISTANCE (PDQ's published threshold; README, Known images, has our measurements),
 where both hashes have a quality of at least MIN_QUALITY (flat images hash to noise).
 
-The index lives in each gateway worker and follows the database: a worker takes up every entry
-before its first request (`take_up`), then a thread of its own (records.follow) reads the entries
-added since the last one it saw every SYNC_S seconds, SYNC_ROWS at a time, so a review in one
-worker is matched by every worker within a second, and no request waits for a large import. A query is
+The index lives in each gateway worker and follows the database: gunicorn's master takes up every
+entry (`take_up`) before it forks the workers, which share those pages copy-on-write, then a thread
+of each worker (records.follow) reads the entries added since the last one it saw every SYNC_S
+seconds, SYNC_ROWS at a time, so a review in one worker is matched by every worker within a second,
+and no request waits for a large import. A query is
 an exhaustive scan of the packed hashes by faiss-cpu's IndexBinaryFlat (hardware popcount), about 2 ms
 over a million hashes on this 2-core machine, where numpy with a popcount table took 45 ms (make pdq).
 Past tens of millions, faiss's multi-index hashing (IndexBinaryMultiHash) answers sublinearly.

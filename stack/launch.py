@@ -240,8 +240,7 @@ class Stack:
         if self.database_url:
             env["FAKELENS_DATABASE_URL"] = self.database_url
         env.update(self.gateway_env)
-        argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gateway" / "gunicorn_conf.py"),
-                "gateway.app:create_app()"]
+        argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gateway" / "gunicorn_conf.py")]
         return Service("gateway", argv, f"unix:{self.socket}", env)
 
     @property

@@ -7,6 +7,7 @@ import os
 import random
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -273,6 +274,51 @@ def test_the_database_down_during_a_load_never_fails_a_prediction(tmp_path, post
         stack.stop()
         if stopped:  # the session's other tests need it
             postgres.start()
+
+
+def private_mb(pid: int) -> float:
+    """Memory only this process holds (not shared with the process it forked from)."""
+    rollup = (Path("/proc") / str(pid) / "smaps_rollup").read_text()
+    return sum(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Private_")) / 1024
+
+
+def test_the_master_takes_up_a_bank_once_and_every_worker_shares_and_matches_it(tmp_path, dev):
+    """gunicorn's master builds the app and takes the banks up before it forks: the workers share the index
+    (copy-on-write) instead of each holding a copy, and match it from their first request."""
+    import secrets
+    import tracemalloc
+
+    from gateway.store import Store
+
+    url = f"sqlite:///{tmp_path / 'fakelens.db'}"
+    raw, n = dev["ai_generated"][5], 1_000_000
+    store = Store(url)
+    store.add_entries("shared", {"pdq": [secrets.token_hex(32) for _ in range(n)], "pdq_quality": [100] * n,
+                                 "label": ["REAL"] * n, "note": ["noise"] * n}, None)
+    pdq, quality = pdq_of(open_rgb(raw, DEFAULTS["MAX_PIXELS"]))
+    store.add_entries("shared", {"pdq": [pdq], "pdq_quality": [quality], "label": ["FAKE"], "note": ["the last one"]},
+                      None)
+    tracemalloc.start()
+    index = Index()
+    index.take_up(store)
+    index_mb = (tracemalloc.get_traced_memory()[0] + index.hash_bytes()) / 2**20  # faiss's, unseen by tracemalloc
+    tracemalloc.stop()
+    del index
+    stack = Stack(Ports(*free_ports(5)), run_dir=tmp_path / "run", services=("triton", "gateway"), workers=2,
+                  threads=4, database_url=url, limits=UNLIMITED).start()
+    try:
+        master = next(s for s in stack.started if s.name == "gateway").proc.pid
+        workers = [int(p.name) for p in Path("/proc").iterdir()
+                   if p.name.isdigit() and (p / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(master)]
+        assert len(workers) == 2
+        held = [private_mb(w) for w in workers]  # as they start (serving adds their own buffers)
+        assert index_mb > 50 and max(held) < index_mb, (index_mb, held)  # no worker holds a copy of its own
+        for _ in range(8):  # both workers
+            got = requests.post(f"http://127.0.0.1:{stack.ports.gateway}/v1/predict", timeout=60,
+                                files={"image": ("x", copy_of(raw))}).json()
+            assert got["decided_by"] == "review" and got["match"]["note"] == "the last one", got
+    finally:
+        stack.stop()
 
 
 def test_review_from_the_page_then_a_resized_copy_shows_the_match(known, dev, tmp_path):
