@@ -10,7 +10,7 @@ worker_class = "gthread"
 threads = int(os.environ.get("GATEWAY_THREADS", "8"))
 timeout = 60
 # The app is built once, in the master, and the workers fork from it: the banks' index it takes up (about
-# 8 s and 63 MB per million entries here, make pdq) is shared by every worker, copy-on-write, and a worker
+# 5-8 s and 63 MB per million entries here, make pdq) is shared by every worker, copy-on-write, and a worker
 # that replaces a dead one serves at once. Built in each worker, a bank of several million entries would
 # outlast the timeout above (gunicorn kills a worker that has not booted within it), and cost its memory
 # once per worker.

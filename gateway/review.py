@@ -52,6 +52,8 @@ def _note(value) -> str:
     limit = current_app.config["MAX_NOTE_CHARS"]
     if len(value) > limit:
         raise ApiError(413, "note_too_large", f"the note has {len(value):,} characters; the limit is {limit:,}")
+    if "\x00" in value:  # PostgreSQL refuses it, and SQLite's JSON functions end the text there
+        raise ApiError(400, "bad_note", "a note may not contain NUL characters (\\u0000)")
     return value
 
 

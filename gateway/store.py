@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import threading
 import time
 import uuid
@@ -82,25 +83,24 @@ entries = sa.Table(
 )
 
 
-SQLITE_CHUNK = 10_000  # rows per executemany: SQLAlchemy wants a dict per row, so a large list goes in a part at a time
-
-
-def _bulk_insert(conn: sa.Connection, columns: Mapping[str, Sequence], **same: object) -> int:
-    """INSERT of bank entries given as columns of equal length, sharing `same` (bank, reviewer, created_at), not
-    a statement per row; how many. PostgreSQL: one statement, each column one array, unnested by the server (a
-    VALUES list would have psycopg parse a placeholder per value, about 10 us each: 20 s for 200,000 rows).
-    SQLite: one prepared statement run for every row (executemany), SQLITE_CHUNK rows at a time."""
-    names, n = list(columns), len(next(iter(columns.values())))
-    if conn.dialect.name == "postgresql":
+def _bulk_insert(dialect: str, columns: Mapping[str, Sequence], **same: object) -> sa.Insert:
+    """The INSERT of bank entries given as columns of equal length, sharing `same` (bank, reviewer, created_at):
+    one statement that the database unnests, not a statement per row, built before the transaction takes its
+    lock. PostgreSQL: each column one array (a VALUES list would have psycopg parse a placeholder per value,
+    about 10 us each: 20 s for 200,000 rows). SQLite: the rows as one JSON array, read by json_each; the
+    executemany it replaced built a dict per row and held the one write lock, which scan records wait for,
+    four times as long (1.3 s against 0.3 s for 200,000 rows)."""
+    names = list(columns)
+    if dialect == "postgresql":
         arrays = sa.func.unnest(*[sa.bindparam(c, list(v), type_=postgresql.ARRAY(entries.c[c].type))
                                   for c, v in columns.items()]).table_valued(*names).render_derived()
-        fixed = [sa.literal(v, entries.c[c].type).label(c) for c, v in same.items()]
-        conn.execute(entries.insert().from_select([*names, *same], sa.select(*arrays.c, *fixed)))
+        picked = list(arrays.c)
     else:
-        for start in range(0, n, SQLITE_CHUNK):
-            part = zip(*(c[start:start + SQLITE_CHUNK] for c in columns.values()))
-            conn.execute(entries.insert(), [{**dict(zip(names, values)), **same} for values in part])
-    return n  # one transaction: every row went in, or it raised
+        rows = sa.func.json_each(sa.bindparam("rows", json.dumps(list(zip(*columns.values())), ensure_ascii=False)))
+        value = rows.table_valued("value").c.value
+        picked = [sa.func.json_extract(value, f"$[{i}]").label(c) for i, c in enumerate(names)]
+    fixed = [sa.literal(v, entries.c[c].type).label(c) for c, v in same.items()]
+    return entries.insert().from_select([*names, *same], sa.select(*picked, *fixed))
 
 
 def _insert_entry(conn: sa.Connection, **values: object) -> dict:
@@ -325,9 +325,11 @@ class Store:
     def add_entries(self, bank: str, columns: Mapping[str, Sequence], reviewer: str | None) -> int:
         """A shared list (a CSV of hashes), all or none, as columns of equal length (pdq, pdq_quality, label, note):
         a list of a million rows as dicts would cost a worker hundreds of MB. How many went in."""
+        insert = _bulk_insert(self.engine.dialect.name, columns, bank=bank, reviewer=reviewer, created_at=now())
         with self._tx() as conn:
             self._one_bank_writer(conn)
-            return _bulk_insert(conn, columns, bank=bank, reviewer=reviewer, created_at=now())
+            conn.execute(insert)
+        return len(next(iter(columns.values())))  # one transaction: every row went in, or it raised
 
     def entries_after(self, last_id: int, limit: int | None = None) -> dict[str, Sequence]:
         """Bank entries newer than `last_id`, oldest first (at most `limit`): what an index has not seen yet, as

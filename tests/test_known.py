@@ -128,6 +128,7 @@ def test_bad_review_input_is_a_4xx_with_a_reason(known, dev):
     cases = [(f"/v1/scans/{'0' * 32}/review", {"json": {"label": "FAKE"}}, 404, "unknown_scan"),
              (f"/v1/scans/{scan_id}/review", {"json": {"label": "MAYBE"}}, 400, "bad_label"),
              (f"/v1/scans/{scan_id}/review", {"json": {"label": "FAKE", "note": "x" * 5000}}, 413, "note_too_large"),
+             (f"/v1/scans/{scan_id}/review", {"json": {"label": "FAKE", "note": "a\x00b"}}, 400, "bad_note"),
              (f"/v1/scans/{scan_id}/review", {"data": "not json"}, 400, "bad_request")]
     for path, kw, status, reason in cases:
         r = known.call("POST", path, **kw)
