@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
 import threading
 import time
 import uuid
@@ -33,6 +34,7 @@ RETRY_S = 2  # after a failure, calls fail at once for this long instead of each
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 LABELS = ("REAL", "FAKE")
 REVIEWED_BANK = "reviewed"  # where a review puts the image's hashes
+SCAN_ID = re.compile(r"[0-9a-f]{32}")  # as record() makes them; anything else is not looked up
 _MIGRATING = threading.Lock()  # Alembic keeps its context in module globals: one migration at a time per process
 
 metadata = sa.MetaData()
@@ -193,7 +195,10 @@ class Store:
         self._writing = threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
 
     def _failed(self, exc: Exception) -> StoreError:
-        self._down_until = time.monotonic() + RETRY_S
+        # Only a database that is away or locked is given time; an error about one call's values (PostgreSQL
+        # refusing a value, say) is not a reason to fail everyone else's calls.
+        if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)):
+            self._down_until = time.monotonic() + RETRY_S
         return StoreError(str(exc).splitlines()[0])
 
     def migrate(self) -> None:
@@ -269,6 +274,8 @@ class Store:
 
     def scan(self, scan_id: str) -> dict:
         """The record with its current review; NotFound."""
+        if not SCAN_ID.fullmatch(scan_id):
+            raise NotFound(scan_id)
         with self._reading() as conn:
             row = conn.execute(sa.select(*RECORD).where(scans.c.id == scan_id)).first()
             if row is None:
@@ -276,6 +283,8 @@ class Store:
             return _scan_row(row, self._current_review(conn, scan_id))
 
     def image(self, scan_id: str) -> bytes | None:
+        if not SCAN_ID.fullmatch(scan_id):
+            return None
         with self._reading() as conn:
             return conn.execute(sa.select(scans.c.image).where(scans.c.id == scan_id,
                                                                scans.c.image_expires_at >= now())).scalar()
@@ -290,6 +299,8 @@ class Store:
         if before:
             stamp, _, last = before.partition(",")
             t = dt.datetime.fromisoformat(stamp)
+            if not SCAN_ID.fullmatch(last):
+                raise ValueError(f"not a scan id: {last!r}")
             q = q.where(sa.or_(scans.c.created_at < t, sa.and_(scans.c.created_at == t, scans.c.id < last)))
         with self._reading() as conn:
             rows = conn.execute(q).all()
@@ -298,6 +309,8 @@ class Store:
     def review(self, scan_id: str, label: str, note: str, reviewer: str) -> tuple[dict, dict]:
         """Record a review (replacing the scan's previous one, kept in history) and put the scan's hashes into
         the bank `reviewed`: (the review, the bank entry). NotFound; StoreError."""
+        if not SCAN_ID.fullmatch(scan_id):
+            raise NotFound(scan_id)
         stamp = now()
         with self._tx() as conn:
             scan = conn.execute(sa.select(scans.c.sha256, scans.c.pdq, scans.c.pdq_quality)

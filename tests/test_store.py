@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from gateway.store import Store, StoreError, alembic_config
+from gateway.store import NotFound, Store, StoreError, alembic_config
 
 ROW = {"sha256": "ab" * 32, "pdq": "cd" * 32, "pdq_quality": 90, "width": 640, "height": 480, "format": "JPEG",
        "verdict": "UNSURE", "decided_by": None, "prob_fake": 0.6, "models": {"m": {"prob_fake": 0.6, "version": "1"}},
@@ -47,10 +47,10 @@ def test_migration_from_the_previous_revision_keeps_the_records(url):
     assert tables(store) == {"scans", "alembic_version"}
     with store.engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO scans (id, created_at, sha256, width, height, verdict, models, provenance) "
-                             "VALUES ('old', CURRENT_TIMESTAMP, :s, 1, 1, 'UNSURE', '{}', '{}')"), {"s": "ab" * 32})
+                             "VALUES (:id, CURRENT_TIMESTAMP, :s, 1, 1, 'UNSURE', '{}', '{}')"), {"id": "01" * 16, "s": "ab" * 32})
     store.migrate()
-    assert store.scan("old")["review"] is None and store.backlog() == 1
-    assert [s["scan_id"] for s in store.queue("UNSURE", False, 10, None)] == ["old"]
+    assert store.scan("01" * 16)["review"] is None and store.backlog() == 1
+    assert [s["scan_id"] for s in store.queue("UNSURE", False, 10, None)] == ["01" * 16]
 
 
 def test_records_reviews_history_and_banks(url):
@@ -103,6 +103,24 @@ def test_an_unreachable_database_fails_fast_with_store_error(postgres):
     assert time.monotonic() - start < 5
 
 
+def test_a_malformed_scan_id_or_a_refused_value_is_not_the_database_being_away(url):
+    store = Store(url)
+    scan_id = store.record([ROW])[0]
+    for bad in ("abc\x00def", "x" * 5000, scan_id.upper()):  # PostgreSQL refuses a NUL in any text
+        with pytest.raises(NotFound):
+            store.scan(bad)
+        with pytest.raises(NotFound):
+            store.review(bad, "FAKE", "", "0123456789ab")
+        assert store.image(bad) is None
+    with pytest.raises(ValueError):
+        store.queue(None, None, 10, f"{store.scan(scan_id)['created_at']},ab\x00")
+    if store.engine.dialect.name == "postgresql":  # a NUL, which the API refuses (SQLite would store it)
+        with pytest.raises(StoreError):
+            store.add_entries("shared", {"pdq": ["ab" * 32], "pdq_quality": [90], "label": ["FAKE"],
+                                         "note": ["a\x00b"]}, None)
+    assert store.scan(scan_id)["scan_id"] == scan_id  # at once: none of it counted as the database away
+
+
 def test_kept_images_are_dropped_after_their_retention(url):
     import datetime as dt
 
@@ -135,11 +153,12 @@ def test_a_shared_list_goes_in_with_a_few_statements(url):
     store.migrate()
     statements = []
     sa.event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
-    n = 25_000  # SQLite: three parts
+    n = 25_000
     shared = {"pdq": [f"{i:064x}" for i in range(n)], "pdq_quality": [100] * n,
               "label": ["FAKE" if i % 2 else "REAL" for i in range(n)], "note": [f"n{i}" for i in range(n)]}
     assert store.add_entries("shared", shared, "0123456789ab") == n
     assert len(statements) <= 10, f"{len(statements)} statements for {n} rows"  # was two per row
+    assert sum(s.lstrip().upper().startswith("INSERT") for s in statements) == 1  # SQLite: was one per 10,000
     assert sorted((e["pdq"], e["label"], e["note"], e["reviewer"]) for e in store.bank("shared")) == list(
         zip(shared["pdq"], shared["label"], shared["note"], ["0123456789ab"] * n))
 
