@@ -2,8 +2,8 @@
 
     python -m bench.fuzz --cases 10000
 
-Each of the four fuzz tests is asked for cases/4 examples; every response must be < 500 with a
-JSON body, and the gateway must be healthy afterwards. The cases reported are the requests the
+Each fuzz test (tests.test_fuzz.FUZZ_TESTS) is asked for an equal share of the cases; every response
+must be < 500 with a JSON body, and the gateways must be healthy afterwards. The cases reported are the requests the
 tests sent, counted by status code as they ran (hypothesis may run fewer or more than asked).
 Writes bench/results/fuzz.json.
 """
@@ -20,8 +20,7 @@ from pathlib import Path
 
 from bench import RESULTS
 from stack.launch import ROOT
-
-FUZZ_TESTS = 4  # test_fuzz_predict, test_fuzz_batch, test_fuzz_raw_multipart_bodies, test_fuzz_metadata
+from tests.test_fuzz import FUZZ_TESTS
 
 
 def main() -> None:
@@ -29,7 +28,7 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=10_000)
     ap.add_argument("--out", type=Path, default=RESULTS / "fuzz.json")
     args = ap.parse_args()
-    per_test = -(-args.cases // FUZZ_TESTS)
+    per_test = -(-args.cases // len(FUZZ_TESTS))
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "sent.json"

@@ -83,3 +83,14 @@ def postgres():
     pg = Postgres(free_ports(1)[0])
     yield pg
     pg.stop()
+
+
+def new_database(postgres: Postgres, name: str) -> str:
+    """A new, empty database on the throwaway cluster; its URL."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(postgres.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    return postgres.url.rsplit("/", 1)[0] + f"/{name}"

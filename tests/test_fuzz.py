@@ -1,10 +1,13 @@
-"""Fuzzed uploads against the real stack: random and mutated files, odd multipart bodies. Zero 5xx.
+"""Fuzzed uploads against the real stack: random and mutated files, odd multipart bodies; and the reviewer
+endpoints (scan ids, queue filters, reviews, bank imports and entries) against a stack on PostgreSQL, which
+refuses values SQLite takes. Zero 5xx.
 
 A bounded number of cases for CI (FAKELENS_FUZZ_EXAMPLES, default 150 per test). Every request
 sent is counted by status code; with FAKELENS_FUZZ_REPORT set, the counts are written there as
 JSON (bench/fuzz.py reports them)."""
 from __future__ import annotations
 
+import csv
 import functools
 import io
 import json
@@ -12,6 +15,7 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -20,11 +24,13 @@ from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
 from bench.load import sample_test_images
-from stack.launch import Limits
-from tests.conftest import png_bytes
+from stack.launch import Limits, Ports, Stack, free_ports
+from tests.conftest import new_database, png_bytes
 
 EXAMPLES = int(os.environ.get("FAKELENS_FUZZ_EXAMPLES", "150"))
 SENT: dict[str, Counter] = {}  # test -> {status code: requests}
+# The fuzz tests by the name they count their requests under (bench/fuzz.py divides its cases among them).
+FUZZ_TESTS = ("predict", "batch", "raw_multipart", "metadata", "scan_lookups", "reviews", "bank_imports", "bank_entries")
 # Below the front door's rate limit (the stack reads the same settings), so every case reaches the gateway.
 INTERVAL = 1 / (0.8 * Limits.from_env().rate)
 _last_sent = [0.0]
@@ -99,15 +105,19 @@ def report():
         Path(os.environ["FAKELENS_FUZZ_REPORT"]).write_text(json.dumps(SENT, indent=2) + "\n")
 
 
-def send(test: str, url: str, **kwargs) -> None:
-    """POST one case, paced under the rate limit; every answer is < 500 with a JSON body."""
+def send(test: str, url: str, method: str = "POST", answer: tuple[str, ...] = ("verdict", "results"), **kwargs) -> None:
+    """One case, paced under the rate limit; every answer is < 500 with a JSON body: a refusal with its reason,
+    or a success holding one of `answer` (none: a CSV export)."""
     time.sleep(max(0.0, _last_sent[0] + INTERVAL - time.monotonic()))
     _last_sent[0] = time.monotonic()
-    resp = requests.post(url, timeout=30, **kwargs)
+    resp = requests.request(method, url, timeout=30, **kwargs)
     SENT.setdefault(test, Counter())[resp.status_code] += 1
     assert resp.status_code < 500, resp.text[:300]
+    if resp.ok and not answer:
+        assert resp.headers["Content-Type"].startswith("text/csv")
+        return
     body = resp.json()
-    assert ("verdict" in body or "results" in body) if resp.ok else (body["error"] and body["message"])
+    assert any(k in body for k in answer) if resp.ok else (body["error"] and body["message"])
 
 
 @FUZZ
@@ -135,12 +145,91 @@ def test_fuzz_metadata(gateway_url, raw):
     send("metadata", gateway_url + "/v1/predict", files={"image": ("meta.img", raw)})
 
 
+REVIEWER = "fuzz-reviewer-key"
+TEXT = st.text(max_size=80)  # NUL, control characters, any script
+HEX64 = st.text("0123456789abcdef", min_size=64, max_size=64)
+LABEL = st.sampled_from(["REAL", "FAKE"])
+WELL_FORMED_ROWS = st.lists(st.tuples(HEX64, LABEL, TEXT), min_size=1, max_size=5)  # any note
+ANY_ROWS = st.lists(st.tuples(st.one_of(HEX64, TEXT), st.one_of(LABEL, TEXT), TEXT), max_size=5)
+IMAGES = st.deferred(lambda: st.sampled_from(seeds()))
+ANY_JSON = st.recursive(st.none() | st.booleans() | st.integers() | TEXT, lambda c: st.lists(c, max_size=3)
+                        | st.dictionaries(TEXT, c, max_size=3), max_leaves=6)
+
+
+@pytest.fixture(scope="module")
+def reviewer(tmp_path_factory, postgres) -> tuple[str, dict, str]:
+    """A stack with a reviewer key and its records on PostgreSQL: (URL, headers, a real scan id)."""
+    tmp = tmp_path_factory.mktemp("fuzz-reviewer")
+    (tmp / "keys").write_text(f"{REVIEWER} reviewer\n")
+    stack = Stack(Ports(*free_ports(5)), run_dir=tmp / "run", services=("triton", "gateway"), workers=2, threads=4,
+                  database_url=new_database(postgres, "fuzzreviews"),
+                  gateway_env={"FAKELENS_API_KEYS_FILE": str(tmp / "keys")}).start()
+    url, headers = f"http://127.0.0.1:{stack.ports.gateway}", {"Authorization": f"Bearer {REVIEWER}"}
+    scan_id = requests.post(url + "/v1/predict", files={"image": ("x.png", seeds()[0])}, headers=headers,
+                            timeout=60).json()["scan_id"]
+    yield url, headers, scan_id
+    stack.stop()
+
+
+@FUZZ
+@given(scan=TEXT, verdict=st.one_of(st.none(), st.just("UNSURE"), TEXT), reviewed=st.one_of(st.none(), TEXT),
+       limit=st.one_of(st.none(), TEXT), before=st.one_of(st.none(), TEXT))
+def test_fuzz_scan_lookups(reviewer, scan, verdict, reviewed, limit, before):
+    url, headers, _ = reviewer
+    send("scan_lookups", f"{url}/v1/scans/{quote(scan, safe='')}", "GET", ("scan_id",), headers=headers)
+    params = {k: v for k, v in (("verdict", verdict), ("reviewed", reviewed), ("limit", limit), ("before", before))
+              if v is not None}
+    send("scan_lookups", f"{url}/v1/scans", "GET", ("scans",), headers=headers, params=params)
+
+
+@FUZZ
+@given(real=st.booleans(), scan=TEXT, body=st.one_of(
+    st.fixed_dictionaries({"label": LABEL, "note": TEXT}),  # well formed, any note
+    st.fixed_dictionaries({"label": st.one_of(LABEL, ANY_JSON), "note": ANY_JSON}),
+    ANY_JSON, st.binary(max_size=200)))
+def test_fuzz_reviews(reviewer, real, scan, body):
+    url, headers, scan_id = reviewer
+    payload = {"data": body} if isinstance(body, bytes) else {"json": body}
+    send("reviews", f"{url}/v1/scans/{scan_id if real else quote(scan, safe='')}/review", answer=("review",),
+         headers=headers, **payload)
+
+
+@FUZZ
+@given(bank=st.one_of(st.just("fuzz"), TEXT), header=st.booleans(), raw=st.one_of(st.none(), st.binary(max_size=300)),
+       rows=st.one_of(WELL_FORMED_ROWS, ANY_ROWS))
+def test_fuzz_bank_imports(reviewer, bank, header, raw, rows):
+    url, headers, _ = reviewer
+    if raw is None:
+        out = io.StringIO()
+        csv.writer(out).writerows(([("pdq", "label", "note")] if header else []) + rows)
+        raw = out.getvalue().encode()
+    path = f"{url}/v1/banks/{quote(bank, safe='')}"
+    send("bank_imports", path + "/import", answer=("imported",), data=raw,
+         headers={**headers, "Content-Type": "text/csv"})
+    send("bank_imports", path + "/export", "GET", (), headers=headers)
+
+
+@FUZZ
+@given(bank=st.one_of(st.just("fuzz"), TEXT), raw=st.one_of(IMAGES, FILES), label=st.one_of(LABEL, TEXT),
+       note=TEXT)
+def test_fuzz_bank_entries(reviewer, bank, raw, label, note):
+    url, headers, _ = reviewer
+    send("bank_entries", f"{url}/v1/banks/{quote(bank, safe='')}/entries", answer=("entry",), headers=headers,
+         files={"image": ("x", raw)}, data={"label": label, "note": note})
+
+
 def test_fuzz_cases_reached_the_gateway():
     """Cases the front door turned away (429) would test nothing: every one must be answered."""
-    assert set(SENT) == {"predict", "batch", "raw_multipart", "metadata"}
+    assert set(SENT) == set(FUZZ_TESTS)
     assert not any(codes[429] for codes in SENT.values()), SENT
 
 
-def test_gateway_healthy_after_fuzzing(gateway_url):
-    assert requests.get(gateway_url + "/healthz", timeout=5).status_code == 200
-    assert requests.get(gateway_url + "/readyz", timeout=5).status_code == 200
+def test_gateway_healthy_after_fuzzing(gateway_url, reviewer):
+    for url in (gateway_url, reviewer[0]):
+        assert requests.get(url + "/healthz", timeout=5).status_code == 200
+        assert requests.get(url + "/readyz", timeout=5).status_code == 200
+    # The reviewer's stack still records and reads its database: no case left it failing as if it were away.
+    url, headers, _ = reviewer
+    scan_id = requests.post(url + "/v1/predict", files={"image": ("x.png", seeds()[1])}, headers=headers,
+                            timeout=60).json()["scan_id"]
+    assert requests.get(f"{url}/v1/scans/{scan_id}", headers=headers, timeout=10).status_code == 200

@@ -17,7 +17,7 @@ from gateway.config import DEFAULTS
 from gateway.images import open_rgb
 from gateway.known import MAX_DISTANCE, MIN_QUALITY, PDQ_SIDE, Index, distance, pdq_of
 from stack.launch import UNLIMITED, Ports, Stack, free_ports
-from tests.conftest import ROOT
+from tests.conftest import ROOT, new_database
 from training.realworld import load_set, realworld_dir
 
 REVIEWER, CLIENT = "reviewer-key-0123", "client-key-4567"
@@ -175,16 +175,6 @@ def test_without_a_keys_file_reviews_answer_403_saying_how_to_add_a_reviewer(gat
                                                                                "screenshot.png").read_bytes())},
                          timeout=60).json()
     assert body["recorded"] is True and len(body["scan_id"]) == 32
-
-
-def new_database(postgres, name: str) -> str:
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(postgres.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    admin.dispose()
-    return postgres.url.rsplit("/", 1)[0] + f"/{name}"
 
 
 def test_on_postgresql_reviews_survive_a_sigkill_and_eight_reviewers_at_once_lose_nothing(tmp_path, postgres, dev):

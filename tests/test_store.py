@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from gateway.store import NotFound, Store, StoreError, alembic_config
+from tests.conftest import new_database
 
 ROW = {"sha256": "ab" * 32, "pdq": "cd" * 32, "pdq_quality": 90, "width": 640, "height": 480, "format": "JPEG",
        "verdict": "UNSURE", "decided_by": None, "prob_fake": 0.6, "models": {"m": {"prob_fake": 0.6, "version": "1"}},
@@ -19,13 +20,7 @@ ROW = {"sha256": "ab" * 32, "pdq": "cd" * 32, "pdq_quality": 90, "width": 640, "
 def url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'fakelens.db'}"
-    pg = request.getfixturevalue("postgres")
-    name = f"t{time.monotonic_ns()}"
-    admin = sa.create_engine(pg.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    admin.dispose()
-    return pg.url.rsplit("/", 1)[0] + f"/{name}"
+    return new_database(request.getfixturevalue("postgres"), f"t{time.monotonic_ns()}")
 
 
 def tables(store: Store) -> set[str]:
