@@ -23,6 +23,9 @@ def create_app(config: dict | None = None, follow: bool = True) -> Flask:
     if config:
         app.config.update(config)
     app.json.sort_keys = False
+    # One spelling per path: Werkzeug would answer "/v1//predict" with an HTML 308 to the merged path, built
+    # from the Host nginx passes on (no port), so behind the front door on any port but 80 it led nowhere.
+    app.url_map.merge_slashes = False  # before the blueprints: a rule takes the map's value when it is added
     app.extensions["triton"] = Triton(app.config["TRITON_URL"], app.config["TRITON_TIMEOUT_S"])
     app.extensions["api_keys"] = load_keys(app.config["API_KEYS_FILE"])
     if app.config["RECORDS"]:

@@ -110,7 +110,7 @@ def send(test: str, url: str, method: str = "POST", answer: tuple[str, ...] = ("
     or a success holding one of `answer` (none: a CSV export)."""
     time.sleep(max(0.0, _last_sent[0] + INTERVAL - time.monotonic()))
     _last_sent[0] = time.monotonic()
-    resp = requests.request(method, url, timeout=30, **kwargs)
+    resp = requests.request(method, url, timeout=30, allow_redirects=False, **kwargs)  # a redirect is no answer
     SENT.setdefault(test, Counter())[resp.status_code] += 1
     assert resp.status_code < 500, resp.text[:300]
     if resp.ok and not answer:

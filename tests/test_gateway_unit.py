@@ -64,6 +64,8 @@ BAD_INPUTS = {
                                 400, "bad_image"),
     "GET on predict": (lambda c: c.get("/v1/predict"), 405, "method_not_allowed"),
     "unknown path": (lambda c: c.get("/v1/nothing"), 404, "not_found"),
+    # not an HTML redirect to the merged path, which behind nginx pointed at port 80
+    "doubled slash": (lambda c: upload(c, ("a.png", png()), url="/v1//predict"), 404, "not_found"),
 }
 
 
