@@ -6,6 +6,8 @@ Scenarios, each under continuous load at concurrency 4 with real CIFAKE uploads:
   triton_stop   tritonserver killed, then started again on the same ports; the gateway is not restarted
   worker_kill   one gunicorn worker SIGKILLed
   model_unload  resnet50 unloaded from Triton, then loaded again
+  database_lock another process holds the SQLite database's write lock for 8 s: predictions must still answer
+                200 (unrecorded), within the store's lock timeout, and records resume once it lets go
 Writes bench/results/chaos.json.
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -25,9 +28,11 @@ import tritonclient.http as httpclient
 
 from bench import RESULTS
 from bench.load import Level, run_level, sample_test_images
+from gateway.store import RETRY_S
 from stack.launch import ROOT, UNLIMITED, Ports, Stack, free_ports
 
 CONCURRENCY = 4
+LOCK_S = 8
 
 
 class Background:
@@ -100,9 +105,41 @@ def model_unload(stack: Stack, url: str, images: list[bytes]) -> dict:
             "models_answering_while_unloaded": sorted(probe["models"]), "after_reload_degraded": after["degraded"]}
 
 
+def database_lock(stack: Stack, url: str, images: list[bytes]) -> dict:
+    db = stack.run_dir / "fakelens.db"  # the stack's default database (no FAKELENS_DATABASE_URL given)
+    count = "SELECT count(*) FROM scans"
+    before = sqlite3.connect(db).execute(count).fetchone()[0]
+    load = Background(url, images, 20)
+    time.sleep(4)
+    lock = sqlite3.connect(db, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    locked = load.t()
+    time.sleep(LOCK_S)
+    lock.execute("ROLLBACK")
+    released = load.t()
+    lock.close()
+    events = load.join().events
+    resumed = released + RETRY_S + 0.5  # the store waits out its retry pause before it tries again
+    answered = sum(1 for _, status, _ in events if status == 200)
+
+    def slowest(since: float, until: float = float("inf")) -> float:
+        return round(max((ms for t, _, ms in events if since <= t < until), default=0), 1)
+    return {"locked_at_s": round(locked, 1), "released_at_s": round(released, 1),
+            "before": statuses(events, 0, locked), "while_locked": statuses(events, locked, released),
+            "after": statuses(events, released),
+            "slowest_ms": {"before": slowest(0, locked), "while_locked": slowest(locked, released),
+                           "after_resume": slowest(resumed)},
+            "answered_200": answered, "recorded": sqlite3.connect(db).execute(count).fetchone()[0] - before,
+            "answered_200_after_resume": sum(1 for t, status, _ in events if status == 200 and t >= resumed)}
+
+
+SCENARIOS = {f.__name__: f for f in (model_unload, worker_kill, database_lock, triton_stop)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=RESULTS / "chaos.json")
+    ap.add_argument("--only", nargs="+", choices=SCENARIOS, default=list(SCENARIOS), help="these scenarios")
     args = ap.parse_args()
     images = [raw for _, raw, _ in sample_test_images(500)]
     result = {"generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "concurrency": CONCURRENCY}
@@ -110,10 +147,10 @@ def main() -> None:
                limits=UNLIMITED) as stack:
         url = f"http://127.0.0.1:{stack.ports.gateway}/v1/predict"
         run_level(url, images, CONCURRENCY, 3)  # warm-up
-        for scenario in (model_unload, worker_kill, triton_stop):
-            print(f"{scenario.__name__} ...", flush=True)
-            result[scenario.__name__] = scenario(stack, url, images)
-            print(json.dumps(result[scenario.__name__], indent=2), flush=True)
+        for name in args.only:
+            print(f"{name} ...", flush=True)
+            result[name] = SCENARIOS[name](stack, url, images)
+            print(json.dumps(result[name], indent=2), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

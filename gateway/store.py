@@ -234,6 +234,9 @@ class Store:
         """A write transaction; SQLAlchemy's errors inside it become StoreError."""
         self._ready()
         with self._writing:
+            # Again: a thread that queued here behind one which then found the database locked must not wait
+            # out a lock timeout of its own after it (a prediction took 4.1 s for two in a row, bench.chaos).
+            self._ready()
             try:
                 with self.engine.begin() as conn:
                     yield conn
