@@ -12,7 +12,7 @@ from gateway.auth import require_key
 from gateway.errors import ApiError
 from gateway.images import BadImage, Upload
 from gateway.metrics import DEGRADED, ERRORS, IMAGES, PROVENANCE, TRITON_SECONDS, UPLOAD_BYTES, VERDICTS, load_benchmark
-from gateway.triton import ModelError, get_triton
+from gateway.triton import Answer, ModelError, get_triton
 from gateway.uploads import examine
 from gateway.verdict import Rule, RuleError
 
@@ -62,9 +62,9 @@ def _parse_rule(params: tuple[tuple[str, str, str], ...]) -> Rule:
                                  for m, w, r in params})
 
 
-def _rule(answers: dict) -> Rule:
-    triton = get_triton()
-    params = {m: triton.contract(m).parameters for m in sorted(answers)}
+def _rule(answers: dict[str, Answer]) -> Rule:
+    # The parameters each model answered under: asking Triton again could find it gone since (a 500, make chaos)
+    params = {m: answers[m].parameters for m in sorted(answers)}
     try:
         return _parse_rule(tuple((m, p.get("ensemble_weight"), p.get("verdict_rule")) for m, p in params.items()))
     except RuleError as exc:

@@ -50,6 +50,7 @@ class Answer:
     p_fake: np.ndarray  # [N]
     latency_ms: float
     version: str  # the model version Triton ran
+    parameters: dict[str, str]  # of the contract it answered under (the verdict rule's weights and rule)
 
 
 def _model_error(exc: InferenceServerException) -> ModelError:
@@ -137,9 +138,9 @@ class Triton:
             self._contracts[model] = c
         return c
 
-    def p_fake(self, model: str, pixels: np.ndarray) -> tuple[np.ndarray, str]:
-        """(P(FAKE) for each image of a uint8 [N, 32, 32, 3] batch, the model version that answered),
-        in chunks of the model's max batch."""
+    def answer(self, model: str, pixels: np.ndarray) -> Answer:
+        """P(FAKE) for each image of a uint8 [N, 32, 32, 3] batch, in chunks of the model's max batch."""
+        start = time.perf_counter()
         c = self.contract(model)
         if tuple(pixels.shape[1:]) != c.input_dims:
             raise ModelError("model_error", f"{model} takes {list(c.input_dims)}, got {list(pixels.shape[1:])}")
@@ -151,16 +152,11 @@ class Triton:
             res = self._call("infer", model, [inp], outputs=[grpcclient.InferRequestedOutput(c.output_name)])
             out.append(res.as_numpy(c.output_name)[:, c.fake_index])
             version = res.get_response().model_version
-        return np.concatenate(out), version
+        return Answer(np.concatenate(out), (time.perf_counter() - start) * 1000, version, c.parameters)
 
     def fan_out(self, pixels: np.ndarray) -> tuple[dict[str, Answer], dict[str, ModelError]]:
         """Ask every model at once. Returns ({model: Answer}, {model: error})."""
-        def timed(model):
-            start = time.perf_counter()
-            p, version = self.p_fake(model, pixels)
-            return Answer(p, (time.perf_counter() - start) * 1000, version)
-
-        futures = {m: self._pool.submit(timed, m) for m in self.models}  # raises ModelError if Triton is unreachable
+        futures = {m: self._pool.submit(self.answer, m, pixels) for m in self.models}  # raises ModelError if Triton is unreachable
         # Metadata + inference are each bounded by the timeout; this bounds the whole wait.
         wait(futures.values(), timeout=3 * self.timeout + 1)
         answers, errors = {}, {}

@@ -12,6 +12,7 @@ import threading
 import time
 import types
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -180,6 +181,50 @@ def test_contract_cache_is_safe_while_a_lost_connection_clears_it():
     finally:
         stop.set()
         other.join()
+
+
+def test_triton_lost_after_the_models_answered_is_no_500(client):
+    """The models answered, then another request found Triton gone and emptied the contract cache: the verdict
+    comes from the parameters the models answered under, where reading them again failed (a 500, make chaos)."""
+    from tritonclient.utils import InferenceServerException
+
+    triton = client.application.extensions["triton"]
+    rule = json.dumps({"threshold": 0.5, "unsure_margin": 0.1, "max_detail_lost": 8.0, "max_side": 128,
+                       "confidence": {"native": 0.9, "resized": 0.9}})
+
+    class AnswersThenGone:  # stands in for the gRPC client
+        gone = False
+
+        def __getattr__(self, method):
+            def call(*args, **_):
+                if self.gone:
+                    raise InferenceServerException("connection refused", status="StatusCode.UNAVAILABLE")
+                return getattr(self, "_" + method)(*args)
+            return call
+
+        def _get_model_repository_index(self):
+            return {"models": [{"name": "m"}]}
+
+        def _get_model_metadata(self, model):
+            return {"inputs": [{"name": "INPUT__0", "datatype": "UINT8", "shape": [-1, 32, 32, 3]}],
+                    "outputs": [{"name": "OUTPUT__0"}]}
+
+        def _get_model_config(self, model):
+            return {"config": {"max_batch_size": 8, "parameters": {"ensemble_weight": {"string_value": "1"},
+                                                                   "verdict_rule": {"string_value": rule}}}}
+
+        def _infer(self, model, inputs):
+            self.gone = True  # and another request thread finds out
+            with triton._lock:
+                triton._forget()
+            n = inputs[0].shape()[0]
+            return types.SimpleNamespace(as_numpy=lambda _: np.tile([[0.1, 0.9]], (n, 1)),
+                                         get_response=lambda: types.SimpleNamespace(model_version="1"))
+
+    triton._client = AnswersThenGone()
+    resp = upload(client, ("a.png", png()))
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.get_json()["models"]["m"]["prob_fake"] == 0.9
 
 
 def test_contracts_are_read_again_after_their_time(monkeypatch):
