@@ -84,10 +84,10 @@ scan-check: deps  ## fakelens scan of 2,000 test images killed half-way and resu
 soak: deps  ## 10 minutes at concurrency 8: errors and memory growth -> bench/results/soak.*
 	$(PY) -m bench.soak
 
-chaos: deps  ## Triton stopped, a gunicorn worker killed, a model unloaded, all under load -> bench/results/chaos.json
+chaos: deps  ## Triton stopped, a gunicorn worker killed, a model unloaded, the database locked, all under load -> bench/results/chaos.json
 	$(PY) -m bench.chaos
 
-fuzz: deps  ## 10,000 fuzzed uploads against a real stack -> bench/results/fuzz.json
+fuzz: deps  ## 10,000 fuzzed cases: uploads and the reviewer endpoints, against real stacks -> bench/results/fuzz.json
 	$(PY) -m bench.fuzz
 
 clean:  ## logs and caches; never .data/ (the scan records, reviews and banks of `make up`)
