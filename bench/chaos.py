@@ -61,7 +61,7 @@ def statuses(events, since: float = 0, until: float = float("inf")) -> dict[str,
 
 
 def triton_stop(stack: Stack, url: str, images: list[bytes]) -> dict:
-    # Triton takes 30 s to start its three model processes here, and 65 s while the gateway answers 200 503s a second
+    # Triton takes 30 s to start its three model processes here, 65-84 s while the gateway answers 200-240 503s a second
     load = Background(url, images, 120)
     time.sleep(5)
     down = load.t()

@@ -3,8 +3,9 @@
     python -m bench.fuzz --cases 10000
 
 Each fuzz test (tests.test_fuzz.FUZZ_TESTS) is asked for an equal share of the cases; every response
-must be < 500 with a JSON body, and the gateways must be healthy afterwards. The cases reported are the requests the
-tests sent, counted by status code as they ran (hypothesis may run fewer or more than asked).
+must be < 500 with a JSON body, and the gateways must be healthy afterwards. The cases reported are
+the requests the tests sent (some send two a case), counted by status code as they ran (hypothesis
+may run fewer or more than asked).
 Writes bench/results/fuzz.json.
 """
 from __future__ import annotations

@@ -156,7 +156,8 @@ class Triton:
 
     def fan_out(self, pixels: np.ndarray) -> tuple[dict[str, Answer], dict[str, ModelError]]:
         """Ask every model at once. Returns ({model: Answer}, {model: error})."""
-        futures = {m: self._pool.submit(self.answer, m, pixels) for m in self.models}  # raises ModelError if Triton is unreachable
+        # self.models raises ModelError if Triton is unreachable
+        futures = {m: self._pool.submit(self.answer, m, pixels) for m in self.models}
         # Metadata + inference are each bounded by the timeout; this bounds the whole wait.
         wait(futures.values(), timeout=3 * self.timeout + 1)
         answers, errors = {}, {}
