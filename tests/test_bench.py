@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from tests.conftest import ROOT
+from tests.test_fuzz import FUZZ_TESTS
 
 
 def test_fuzz_benchmark_reports_the_requests_it_sent(tmp_path):
@@ -15,7 +16,7 @@ def test_fuzz_benchmark_reports_the_requests_it_sent(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads(out.read_text())
     sent = result["status_codes_per_test"]
-    assert set(sent) == {"predict", "batch", "raw_multipart", "metadata"}
+    assert set(sent) == set(FUZZ_TESTS)
     assert result["cases"] == sum(sum(codes.values()) for codes in sent.values()) > 0
     assert not any("429" in codes for codes in sent.values())  # none turned away by the front door
     assert result["no_5xx_and_healthy_after"] is True
