@@ -113,8 +113,10 @@ def test_scan_backs_off_when_rate_limited(gateway_url, tmp_path):
 
 def test_unreachable_service_fails_clearly(tmp_path):
     (tmp_path / "a.png").write_bytes(b"\x89PNG")
-    r = cli("check", str(tmp_path / "a.png"), "--url", "http://127.0.0.1:9")
+    start = time.monotonic()
+    r = cli("check", str(tmp_path / "a.png"), "--url", "http://127.0.0.1:9", "--retries", "1")
     assert r.returncode == 2 and "unreachable" in r.stderr
+    assert time.monotonic() - start < 30  # one retry, not the default's 90 s of back-off
 
 
 def test_check_prints_one_line_per_file(gateway_url, tmp_path):

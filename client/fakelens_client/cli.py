@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fakelens_client import DEFAULT_BATCH, DEFAULT_CONCURRENCY, Client, ServiceError, Unreachable, find_images
+from fakelens_client import DEFAULT_BATCH, DEFAULT_CONCURRENCY, RETRIES, Client, ServiceError, Unreachable, find_images
 
 CSV_FIELDS = ["path", "verdict", "prob_fake", "decided_by", "reason", "models", "provenance", "scan_id", "match", "error"]
 
@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     service.add_argument("--url", default=os.environ.get("FAKELENS_URL", "http://127.0.0.1:8080"),
                          help="the service (default: $FAKELENS_URL or http://127.0.0.1:8080)")
     service.add_argument("--api-key", default=os.environ.get("FAKELENS_API_KEY"), help="default: $FAKELENS_API_KEY")
+    service.add_argument("--retries", type=int, default=RETRIES,
+                         help=f"after a 429/503 answer or a lost connection, with back-off (default {RETRIES}: "
+                              "about 90 s before it gives up)")
     ap = argparse.ArgumentParser(prog="fakelens", description="Ask a fakelens service whether images are AI-generated.")
     sub = ap.add_subparsers(dest="command", required=True)
     s = sub.add_parser("scan", parents=[service], help="every image below folders, in batches, one record per file")
@@ -131,7 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("files", nargs="+")
     c.add_argument("--json", action="store_true", help="the service's full answer, one JSON line per file")
     args = ap.parse_args(argv)
-    client = Client(args.url, args.api_key)
+    if args.retries < 0:
+        ap.error("--retries: 0 or more")
+    client = Client(args.url, args.api_key, retries=args.retries)
     try:
         code = scan(args, client) if args.command == "scan" else check(args, client)
     except Unreachable as exc:
