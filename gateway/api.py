@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from gateway import records
 from gateway.auth import require_key
-from gateway.errors import ApiError
+from gateway.errors import MODELS_RETRY_S, ApiError
 from gateway.images import BadImage, Upload
 from gateway.metrics import DEGRADED, ERRORS, IMAGES, PROVENANCE, TRITON_SECONDS, UPLOAD_BYTES, VERDICTS, load_benchmark
 from gateway.triton import Answer, ModelError, get_triton
@@ -68,7 +68,7 @@ def _rule(answers: dict[str, Answer]) -> Rule:
     try:
         return _parse_rule(tuple((m, p.get("ensemble_weight"), p.get("verdict_rule")) for m, p in params.items()))
     except RuleError as exc:
-        raise ApiError(503, "no_verdict_rule", str(exc)) from None
+        raise ApiError(503, "no_verdict_rule", str(exc), retry_after=MODELS_RETRY_S) from None
 
 
 def _results(items: list[Item], endpoint: str) -> list[dict]:
@@ -78,12 +78,12 @@ def _results(items: list[Item], endpoint: str) -> list[dict]:
     try:
         answers, errors = get_triton().fan_out(pixels)
     except ModelError as exc:  # Triton could not even list its models
-        raise ApiError(503, exc.reason, f"no model could answer: {exc}") from None
+        raise ApiError(503, exc.reason, f"no model could answer: {exc}", retry_after=MODELS_RETRY_S) from None
     if not answers:
         reasons = sorted({e.reason for e in errors.values()})
         raise ApiError(503, reasons[0] if len(reasons) == 1 else "models_unavailable",
                        "no model could answer: " + "; ".join(f"{m}: {e}" for m, e in errors.items()),
-                       models={m: e.reason for m, e in errors.items()})
+                       models={m: e.reason for m, e in errors.items()}, retry_after=MODELS_RETRY_S)
     for err in errors.values():
         ERRORS.labels(err.reason).inc()
     rule = _rule(answers)

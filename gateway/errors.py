@@ -5,10 +5,13 @@ from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 from gateway.metrics import ERRORS
-from gateway.store import StoreError
+from gateway.store import RETRY_S, StoreError
 
 # Werkzeug's own errors -> our reason labels
 HTTP_REASONS = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
+# A 503 for models Triton cannot serve right now says when to try again, as nginx's own 503 does
+# (proxy/fakelens.conf.template); the client waits that long before its retry.
+MODELS_RETRY_S = 5
 
 
 class ApiError(Exception):
@@ -17,9 +20,14 @@ class ApiError(Exception):
         self.status, self.reason, self.message, self.extra = status, reason, message, extra
 
 
-def error_response(status: int, reason: str, message: str, **extra):
+def error_response(status: int, reason: str, message: str, retry_after: int | None = None, **extra):
+    """The JSON error; with `retry_after` (seconds), a Retry-After header and the same figure in the body."""
     ERRORS.labels(reason).inc()
-    return jsonify({"error": reason, "message": message, **extra}), status
+    if retry_after is None:
+        return jsonify({"error": reason, "message": message, **extra}), status
+    response = jsonify({"error": reason, "message": message, "retry_after": retry_after, **extra})
+    response.headers["Retry-After"] = str(retry_after)
+    return response, status
 
 
 def register(app: Flask) -> None:
@@ -32,7 +40,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(StoreError)
     def store_error(e: StoreError):
-        return error_response(503, "database_unavailable", f"the database did not answer in time: {e}")
+        return error_response(503, "database_unavailable", f"the database did not answer in time: {e}",
+                              retry_after=RETRY_S)
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException):

@@ -106,3 +106,14 @@ def test_killed_gunicorn_worker_loses_only_its_in_flight_requests(faulty, cifake
     failed = [c for c in codes if c != 200]
     assert len(failed) <= 4, f"status codes {failed}: more than the 4 requests the client had in flight"
     assert all(predict(faulty, raws[0]).status_code == 200 for _ in range(10))  # gunicorn replaced the worker
+
+
+def test_with_the_gateway_stopped_nginx_answers_503_json_saying_when_to_retry(faulty, cifake_samples):
+    faulty.stop_service("gateway")  # nginx stays: its upstream socket is gone
+    try:
+        resp = predict(faulty, cifake_samples[0][1])
+        assert resp.status_code == 503 and resp.json()["error"] == "gateway_unavailable", resp.text
+        assert resp.headers["Retry-After"] == "5" and resp.json()["retry_after"] == 5
+    finally:
+        faulty.start_service("gateway")
+    assert predict(faulty, cifake_samples[0][1]).status_code == 200

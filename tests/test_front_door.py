@@ -86,6 +86,8 @@ def test_nginx_refusals_are_json(stack):
     assert status == 413 and body["error"] == "too_large"
     resp = requests.get(f"http://127.0.0.1:{stack.ports.gateway}/v1/scans/abc%00", timeout=10)  # nginx refuses it
     assert resp.status_code == 400 and resp.json()["error"] == "bad_request"
+    resp = requests.get(f"http://127.0.0.1:{stack.ports.gateway}/bad_request.json", timeout=10)  # nginx's own 404
+    assert resp.status_code == 404 and resp.json()["error"] == "not_found"
     resp = requests.get(f"http://127.0.0.1:{stack.ports.gateway}/metrics", timeout=10)
     assert resp.status_code == 200 and "fakelens_http_request_duration_seconds" in resp.text
     log = (stack.run_dir / "logs" / "nginx-access.log").read_text()

@@ -87,6 +87,7 @@ def test_triton_down_is_a_quick_503(client):
     assert resp.status_code == 503
     assert resp.get_json()["error"] == "triton_unavailable"
     assert time.perf_counter() - start < 5
+    assert resp.headers["Retry-After"] == "5" and resp.get_json()["retry_after"] == 5  # the client waits that long
     ready = client.get("/readyz")
     assert ready.status_code == 503 and "unreachable" in ready.get_json()["reason"]
 

@@ -206,13 +206,18 @@ def test_on_sqlite_a_locked_database_never_fails_a_prediction(tmp_path, cifake_s
     known = Known(tmp_path)
     try:
         raw = cifake_samples[0][1]
-        assert known.predict(raw)["recorded"] is True
+        first = known.predict(raw)
+        assert first["recorded"] is True
         lock = sqlite3.connect(str(tmp_path / "fakelens.db"), isolation_level=None)
         lock.execute("BEGIN EXCLUSIVE")
         start = time.time()
         answers = [known.predict(raw) for _ in range(6)]
         assert all(a["verdict"] for a in answers) and not any(a["recorded"] for a in answers)
         assert time.time() - start < 6 * 2 + 5  # each wait is bounded; after one, the store does not wait again
+        # A review cannot wait the lock out: a 503 that says when to try again (the client's retries follow it)
+        resp = known.call("POST", f"/v1/scans/{first['scan_id']}/review", json={"label": "REAL", "note": ""})
+        assert resp.status_code == 503 and resp.json()["error"] == "database_unavailable", resp.text
+        assert int(resp.headers["Retry-After"]) == resp.json()["retry_after"] >= 1
         lock.execute("ROLLBACK")
         lock.close()
         time.sleep(2.5)  # past the store's retry pause

@@ -17,7 +17,7 @@ from typing import Union
 
 import requests
 
-__all__ = ["Client", "ServiceError", "Unreachable", "EXTENSIONS", "DEFAULT_BATCH", "DEFAULT_CONCURRENCY", "find_images"]
+__all__ = ["Client", "ServiceError", "Unreachable", "EXTENSIONS", "DEFAULT_BATCH", "DEFAULT_CONCURRENCY", "RETRIES", "find_images"]
 
 # What the gateway decodes (gateway/images.py FORMATS), by file name
 EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".avif", ".heic", ".heif", ".gif", ".bmp", ".dib",
