@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
 from bench.load import sample_test_images
-from stack.launch import Limits, Ports, Stack, free_ports
-from tests.conftest import new_database, png_bytes
+from stack.launch import Limits
+from tests.conftest import REVIEWER, Known, new_database, png_bytes
 
 EXAMPLES = int(os.environ.get("FAKELENS_FUZZ_EXAMPLES", "150"))
 SENT: dict[str, Counter] = {}  # test -> {status code: requests}
@@ -145,7 +145,6 @@ def test_fuzz_metadata(gateway_url, raw):
     send("metadata", gateway_url + "/v1/predict", files={"image": ("meta.img", raw)})
 
 
-REVIEWER = "fuzz-reviewer-key"
 TEXT = st.text(max_size=80)  # NUL, control characters, any script
 HEX64 = st.text("0123456789abcdef", min_size=64, max_size=64)
 LABEL = st.sampled_from(["REAL", "FAKE"])
@@ -159,16 +158,10 @@ ANY_JSON = st.recursive(st.none() | st.booleans() | st.integers() | TEXT, lambda
 @pytest.fixture(scope="module")
 def reviewer(tmp_path_factory, postgres) -> tuple[str, dict, str]:
     """A stack with a reviewer key and its records on PostgreSQL: (URL, headers, a real scan id)."""
-    tmp = tmp_path_factory.mktemp("fuzz-reviewer")
-    (tmp / "keys").write_text(f"{REVIEWER} reviewer\n")
-    stack = Stack(Ports(*free_ports(5)), run_dir=tmp / "run", services=("triton", "gateway"), workers=2, threads=4,
-                  database_url=new_database(postgres, "fuzzreviews"),
-                  gateway_env={"FAKELENS_API_KEYS_FILE": str(tmp / "keys")}).start()
-    url, headers = f"http://127.0.0.1:{stack.ports.gateway}", {"Authorization": f"Bearer {REVIEWER}"}
-    scan_id = requests.post(url + "/v1/predict", files={"image": ("x.png", seeds()[0])}, headers=headers,
-                            timeout=60).json()["scan_id"]
-    yield url, headers, scan_id
-    stack.stop()
+    known = Known(tmp_path_factory.mktemp("fuzz-reviewer"), new_database(postgres, "fuzzreviews"))
+    scan_id = known.predict(seeds()[0])["scan_id"]
+    yield known.url, {"Authorization": f"Bearer {REVIEWER}"}, scan_id
+    known.stack.stop()
 
 
 @FUZZ

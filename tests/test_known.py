@@ -3,9 +3,7 @@ reviewed images matched (resized, recompressed), surviving a SIGKILL and a resta
 from __future__ import annotations
 
 import io
-import os
 import random
-import signal
 import time
 from pathlib import Path
 
@@ -17,10 +15,8 @@ from gateway.config import DEFAULTS
 from gateway.images import open_rgb
 from gateway.known import MAX_DISTANCE, MIN_QUALITY, PDQ_SIDE, Index, distance, pdq_of
 from stack.launch import UNLIMITED, Ports, Stack, free_ports
-from tests.conftest import ROOT, new_database
+from tests.conftest import CLIENT, REVIEWER, ROOT, Known, new_database
 from training.realworld import load_set, realworld_dir
-
-REVIEWER, CLIENT = "reviewer-key-0123", "client-key-4567"
 
 
 def copy_of(raw: bytes) -> bytes:
@@ -37,40 +33,6 @@ def dev() -> dict[str, list[bytes]]:
     for item in load_set(realworld_dir()):
         out.setdefault(item["label"], []).append(item["raw"])
     return out
-
-
-class Known:
-    """A stack with a reviewer key and a client key, its records in a database that outlives restarts
-    (a SQLite file by default)."""
-
-    def __init__(self, tmp, database_url: str | None = None):
-        (tmp / "keys").write_text(f"{REVIEWER} reviewer\n{CLIENT}\n")
-        self.tmp, self.ports = tmp, Ports(*free_ports(5))
-        self.env = {"FAKELENS_API_KEYS_FILE": str(tmp / "keys"), "FAKELENS_KEEP_IMAGES": "1"}
-        self.database_url = database_url or f"sqlite:///{tmp / 'fakelens.db'}"
-        self.start()
-
-    def start(self) -> None:
-        self.stack = Stack(self.ports, run_dir=self.tmp / "run", services=("triton", "gateway"), workers=2, threads=4,
-                           gateway_env=self.env, database_url=self.database_url, limits=UNLIMITED).start()
-        self.url = f"http://127.0.0.1:{self.ports.gateway}"
-
-    def kill_gateway_and_restart(self) -> None:
-        """SIGKILL every gunicorn process (nothing flushed, nothing closed), then start the stack again."""
-        gateway = next(s for s in self.stack.started if s.name == "gateway")
-        os.killpg(gateway.proc.pid, signal.SIGKILL)
-        self.stack.stop()
-        self.start()
-
-    def predict(self, raw: bytes, key: str = CLIENT) -> dict:
-        r = requests.post(self.url + "/v1/predict", files={"image": ("x", raw)}, timeout=60,
-                          headers={"Authorization": f"Bearer {key}"})
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    def call(self, method: str, path: str, key: str | None = REVIEWER, **kw) -> requests.Response:
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return requests.request(method, self.url + path, headers=headers, timeout=30, **kw)
 
 
 @pytest.fixture(scope="module")
