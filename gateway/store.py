@@ -81,28 +81,38 @@ entries = sa.Table(
     sa.Column("scan_id", sa.String(32)),
     sa.Column("reviewer", sa.String(16)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("replaces", sa.Integer),  # the entry this one supersedes (a second review of the same scan)
+    sa.Column("replaces", sa.Integer, index=True),  # the entry this one supersedes (a second review of the same scan)
+    sa.Index("ix_bank_entries_bank_pdq", "bank", "pdq"),  # an import's check for rows the bank holds already
 )
 
 
-def _bulk_insert(dialect: str, columns: Mapping[str, Sequence], **same: object) -> sa.Insert:
-    """The INSERT of bank entries given as columns of equal length, sharing `same` (bank, reviewer, created_at):
-    one statement that the database unnests, not a statement per row, built before the transaction takes its
-    lock. PostgreSQL: each column one array (a VALUES list would have psycopg parse a placeholder per value,
-    about 10 us each: 20 s for 200,000 rows). SQLite: the rows as one JSON array, read by json_each; the
+def _bulk_insert(dialect: str, columns: Mapping[str, Sequence], bank: str, **same: object) -> sa.Insert:
+    """The INSERT of bank entries given as columns of equal length, into `bank`, sharing `same` (reviewer,
+    created_at): one statement that the database unnests, not a statement per row, built before the transaction
+    takes its lock. PostgreSQL: each column one array (a VALUES list would have psycopg parse a placeholder per
+    value, about 10 us each: 20 s for 200,000 rows). SQLite: the rows as one JSON array, read by json_each; the
     executemany it replaced built a dict per row and held the one write lock, which scan records wait for,
-    four times as long (1.3 s against 0.3 s for 200,000 rows)."""
+    four times as long (1.3 s against 0.3 s for 200,000 rows).
+
+    A row whose hash the bank already holds in force with the same label is left out: a list imported twice, or
+    shared back and forth between two teams, would otherwise double its entries at every pass."""
     names = list(columns)
     if dialect == "postgresql":
         arrays = sa.func.unnest(*[sa.bindparam(c, list(v), type_=postgresql.ARRAY(entries.c[c].type))
                                   for c, v in columns.items()]).table_valued(*names).render_derived()
-        picked = list(arrays.c)
+        values = dict(zip(names, arrays.c))
     else:
         rows = sa.func.json_each(sa.bindparam("rows", json.dumps(list(zip(*columns.values())), ensure_ascii=False)))
         value = rows.table_valued("value").c.value
-        picked = [sa.func.json_extract(value, f"$[{i}]").label(c) for i, c in enumerate(names)]
-    fixed = [sa.literal(v, entries.c[c].type).label(c) for c, v in same.items()]
-    return entries.insert().from_select([*names, *same], sa.select(*picked, *fixed))
+        values = {c: sa.func.json_extract(value, f"$[{i}]") for i, c in enumerate(names)}
+    held, later = entries.alias("held"), entries.alias("later")
+    in_force = sa.exists().where(held.c.bank == bank, held.c.pdq == values["pdq"], held.c.label == values["label"],
+                                 ~sa.exists().where(later.c.replaces == held.c.id))
+    fixed = {"bank": bank, **same}
+    return entries.insert().from_select(
+        [*names, *fixed], sa.select(*[v.label(c) for c, v in values.items()],
+                                    *[sa.literal(v, entries.c[c].type).label(c) for c, v in fixed.items()])
+        .where(~in_force))
 
 
 def _insert_entry(conn: sa.Connection, **values: object) -> dict:
@@ -340,12 +350,19 @@ class Store:
 
     def add_entries(self, bank: str, columns: Mapping[str, Sequence], reviewer: str | None) -> int:
         """A shared list (a CSV of hashes), all or none, as columns of equal length (pdq, pdq_quality, label, note):
-        a list of a million rows as dicts would cost a worker hundreds of MB. How many went in."""
-        insert = _bulk_insert(self.engine.dialect.name, columns, bank=bank, reviewer=reviewer, created_at=now())
+        a list of a million rows as dicts would cost a worker hundreds of MB. How many went in: a hash the bank
+        holds in force with the same label, or one the list repeats, is added once (the first row's note)."""
+        first = {}
+        for i, key in enumerate(zip(columns["pdq"], columns["label"])):
+            first.setdefault(key, i)
+        if len(first) < len(columns["pdq"]):
+            keep = sorted(first.values())
+            columns = {c: [v[i] for i in keep] for c, v in columns.items()}
+        insert = _bulk_insert(self.engine.dialect.name, columns, bank, reviewer=reviewer, created_at=now())
         with self._tx() as conn:
             self._one_bank_writer(conn)
-            conn.execute(insert)
-        return len(next(iter(columns.values())))  # one transaction: every row went in, or it raised
+            # preserve_rowcount: psycopg's cursor is closed by the time an INSERT ... SELECT's count is read
+            return conn.execute(insert, execution_options={"preserve_rowcount": True}).rowcount
 
     def entries_after(self, last_id: int, limit: int | None = None) -> dict[str, Sequence]:
         """Bank entries newer than `last_id`, oldest first (at most `limit`): what an index has not seen yet, as

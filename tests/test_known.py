@@ -105,7 +105,10 @@ def test_banks_take_known_images_and_share_them_as_threatexchange_csv(known, dev
     assert r.status_code == 201, r.text
     csv_text = known.call("GET", "/v1/banks/shared-list/export").text
     assert csv_text.splitlines()[0] == "pdq,label,note" and r.json()["pdq"] in csv_text
-    assert known.call("POST", "/v1/banks/imported/import", data=csv_text.replace("partner", "copied")).status_code == 201
+    first = known.call("POST", "/v1/banks/imported/import", data=csv_text.replace("partner", "copied"))
+    assert first.status_code == 201 and first.json()["imported"] == 1 and first.json()["already_held"] == 0
+    again = known.call("POST", "/v1/banks/imported/import", data=csv_text).json()  # the same list once more
+    assert again["imported"] == 0 and again["already_held"] == 1
     assert known.call("POST", "/v1/banks/imported/import", data="pdq,label,note\nxyz,FAKE,\n").status_code == 400
     time.sleep(1.2)
     got = known.predict(copy_of(raw))

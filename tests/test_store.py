@@ -33,7 +33,7 @@ def test_migrations_from_empty_run_once_and_again_do_nothing(url):
     assert {"scans", "reviews", "bank_entries", "alembic_version"} <= tables(store)
     Store(url).migrate()  # a second process at start: nothing to do, nothing broken
     with store.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
 
 
 def test_migration_from_the_previous_revision_keeps_the_records(url):
@@ -156,6 +156,25 @@ def test_a_shared_list_goes_in_with_a_few_statements(url):
     assert sum(s.lstrip().upper().startswith("INSERT") for s in statements) == 1  # SQLite: was one per 10,000
     assert sorted((e["pdq"], e["label"], e["note"], e["reviewer"]) for e in store.bank("shared")) == list(
         zip(shared["pdq"], shared["label"], shared["note"], ["0123456789ab"] * n))
+
+
+def test_a_list_imported_again_or_shared_back_adds_only_what_the_bank_does_not_hold(url):
+    store = Store(url)
+    shared = {"pdq": ["a1" * 32, "b2" * 32, "a1" * 32], "pdq_quality": [100] * 3, "label": ["FAKE", "REAL", "FAKE"],
+              "note": ["first", "", "the list repeats it"]}
+    assert store.add_entries("partner", shared, None) == 2  # the repeated row goes in once, with the first note
+    assert store.add_entries("partner", shared, None) == 0  # imported again: nothing new
+    assert [(e["pdq"], e["note"]) for e in store.bank("partner")] == [("a1" * 32, "first"), ("b2" * 32, "")]
+    flipped = {"pdq": ["b2" * 32, "c3" * 32], "pdq_quality": [100] * 2, "label": ["FAKE", "FAKE"], "note": ["", ""]}
+    assert store.add_entries("partner", flipped, None) == 2  # another label for a held hash is news; so is a new hash
+    assert store.add_entries("elsewhere", shared, None) == 2  # banks are separate
+    # A review's entry that a later review replaced is not held any more: its hash and label can come back in a list.
+    [scan_id] = store.record([ROW])
+    store.review(scan_id, "FAKE", "", "r1")
+    store.review(scan_id, "REAL", "", "r2")
+    back = {"pdq": [ROW["pdq"]] * 2, "pdq_quality": [100] * 2, "label": ["FAKE", "REAL"], "note": ["", ""]}
+    assert store.add_entries("reviewed", back, None) == 1
+    assert sorted(e["label"] for e in store.bank("reviewed")) == ["FAKE", "REAL"]
 
 
 def test_an_index_takes_up_every_bank_entry_when_two_writers_overlap(url):
