@@ -3,7 +3,10 @@ reviewed images matched (resized, recompressed), surviving a SIGKILL and a resta
 from __future__ import annotations
 
 import io
+import os
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -73,6 +76,19 @@ def test_reviewed_images_come_back_decided_by_review_even_resized_recompressed_a
         assert record["review"]["label"] == label and record["review"]["note"] == note
         assert "key" not in str(record["api_key_id"]).lower() and CLIENT not in str(record)
     check()
+
+
+def test_the_client_says_who_decided_a_reviewed_copy(known, dev, tmp_path):
+    raw = dev["ai_generated"][12]
+    scan_id = known.predict(raw)["scan_id"]
+    assert known.call("POST", f"/v1/scans/{scan_id}/review", json={"label": "FAKE", "note": "a known fake"}).ok
+    time.sleep(1.2)  # every worker's index follows within a second
+    (tmp_path / "copy.jpg").write_bytes(copy_of(raw))
+    r = subprocess.run([sys.executable, "-m", "fakelens_client.cli", "check", str(tmp_path / "copy.jpg"), "--url",
+                        known.url, "--api-key", CLIENT], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT / "client")})
+    assert r.returncode == 0, r.stderr  # it printed a confidence, which a review has not: a TypeError
+    assert "copy.jpg: FAKE - Seen before" in r.stdout and "a known fake" in r.stdout, r.stdout
 
 
 def test_reviewer_endpoints_need_a_reviewer_key(known, dev):

@@ -105,10 +105,10 @@ def check(args: argparse.Namespace, client: Client) -> int:
             print(json.dumps({"path": path, **result}))
         elif result["verdict"] == "UNSURE":
             print(f"{path}: UNSURE - {result['reason']}")
-        else:
-            how = (f"the file says so: {result['reason']}" if result["decided_by"] == "provenance"
-                   else f"{100 * result['confidence']:.1f}% confident")
-            print(f"{path}: {result['verdict']} ({how})")
+        elif result["decided_by"] == "models":
+            print(f"{path}: {result['verdict']} ({100 * result['confidence']:.1f}% confident)")
+        else:  # the file's own provenance, or a person's review of an earlier copy: the reason says which
+            print(f"{path}: {result['verdict']} - {result['reason']}")
     return 0 if answered else 1
 
 
