@@ -78,17 +78,40 @@ def test_reviewed_images_come_back_decided_by_review_even_resized_recompressed_a
     check()
 
 
+def fakelens(known: Known, *args: str, key: str = REVIEWER) -> subprocess.CompletedProcess:
+    """The client's command line against the stack."""
+    return subprocess.run([sys.executable, "-m", "fakelens_client.cli", *args, "--url", known.url, "--api-key", key],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT / "client")})
+
+
 def test_the_client_says_who_decided_a_reviewed_copy(known, dev, tmp_path):
     raw = dev["ai_generated"][12]
     scan_id = known.predict(raw)["scan_id"]
     assert known.call("POST", f"/v1/scans/{scan_id}/review", json={"label": "FAKE", "note": "a known fake"}).ok
     time.sleep(1.2)  # every worker's index follows within a second
     (tmp_path / "copy.jpg").write_bytes(copy_of(raw))
-    r = subprocess.run([sys.executable, "-m", "fakelens_client.cli", "check", str(tmp_path / "copy.jpg"), "--url",
-                        known.url, "--api-key", CLIENT], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "PYTHONPATH": str(ROOT / "client")})
+    r = fakelens(known, "check", str(tmp_path / "copy.jpg"), key=CLIENT)
     assert r.returncode == 0, r.stderr  # it printed a confidence, which a review has not: a TypeError
     assert "copy.jpg: FAKE - Seen before" in r.stdout and "a known fake" in r.stdout, r.stdout
+
+
+def test_reviewers_work_from_the_command_line(known, dev, tmp_path):
+    scan_id = known.predict(dev["real_photo"][8])["scan_id"]
+    r = fakelens(known, "review", scan_id, "REAL", "--note", "checked with the photographer")
+    assert r.returncode == 0 and f"scan {scan_id}: reviewed as REAL" in r.stdout, r.stderr
+    assert known.call("GET", f"/v1/scans/{scan_id}").json()["review"]["note"] == "checked with the photographer"
+    r = fakelens(known, "review", scan_id, "FAKE", key=CLIENT)  # a client's key may not review
+    assert r.returncode == 1 and "403" in r.stderr, r.stderr
+    r = fakelens(known, "bank", "export", "reviewed", str(tmp_path / "list.csv"))
+    rows = (tmp_path / "list.csv").read_text().splitlines()
+    assert r.returncode == 0 and rows[0] == "pdq,label,note" and any("checked with the photographer" in x for x in rows)
+    distinct = len({tuple(row.split(",")[:2]) for row in rows[1:]})  # two scans of one picture: one hash, twice
+    r = fakelens(known, "bank", "import", "from-cli", str(tmp_path / "list.csv"))
+    assert r.returncode == 0 and f"{distinct} imported, {len(rows) - 1 - distinct} already held" in r.stdout, r.stdout
+    r = fakelens(known, "bank", "import", "from-cli", str(tmp_path / "list.csv"))  # the same list again
+    assert r.returncode == 0 and f"0 imported, {len(rows) - 1} already held" in r.stdout, r.stdout
+    r = fakelens(known, "bank", "import", "from-cli", str(tmp_path / "missing.csv"))
+    assert r.returncode == 1 and "missing.csv" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_reviewer_endpoints_need_a_reviewer_key(known, dev):

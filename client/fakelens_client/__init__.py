@@ -3,6 +3,13 @@
     client.predict(path_or_bytes)          -> the service's answer for one image
     client.predict_batch([...])            -> one answer per image, in order
     client.scan(paths)                     -> yields one record per file found below `paths`
+
+With a reviewer's key (a line `KEY reviewer` in the service's keys file):
+
+    client.scan_record(scan_id)            -> the stored record of a result, with its review
+    client.review(scan_id, "FAKE", note)   -> {scan_id, review, entry}: copies of it now match
+    client.export_bank("reviewed")         -> the bank as CSV text (pdq, label, note)
+    client.import_bank("partner", csv)     -> {bank, imported, already_held}
 """
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Union
+from urllib.parse import quote
 
 import requests
 
@@ -70,21 +78,26 @@ class Client:
         return self._local.session
 
     def _post(self, path: str, files: list[tuple[str, tuple[str, bytes]]]) -> dict:
-        """POST with retries: 429/502/503/504 and lost connections back off (Retry-After when given)."""
+        return _json(self._request("POST", path, files=files))
+
+    def _request(self, method: str, path: str, headers: dict | None = None, **kw) -> requests.Response:
+        """A request with retries: 429/502/503/504 and lost connections back off (Retry-After when given).
+        ServiceError for any other refusal. A request sent again: a prediction makes a second scan record, a
+        review replaces itself, an import adds nothing the bank already holds."""
         delay = self.backoff
         for attempt in range(self.retries + 1):
             try:
-                resp = self.session.post(self.url + path, files=files, headers=self.headers, timeout=self.timeout)
+                resp = self.session.request(method, self.url + path, headers={**self.headers, **(headers or {})},
+                                            timeout=self.timeout, **kw)
             except requests.ConnectionError as exc:
                 if attempt == self.retries:
                     raise Unreachable(f"{self.url}: {exc}") from None
                 wait_s = delay
             else:
                 if resp.status_code not in RETRY_STATUSES:
-                    body = _json(resp)
                     if not resp.ok:
-                        raise ServiceError(resp.status_code, body)
-                    return body
+                        raise ServiceError(resp.status_code, _json(resp))
+                    return resp
                 if attempt == self.retries:
                     raise Unreachable(f"{self.url}: still {resp.status_code} after {self.retries} retries")
                 wait_s = _retry_after(resp) or delay
@@ -98,6 +111,21 @@ class Client:
 
     def predict_batch(self, images: list[Image]) -> list[dict]:
         return self._post("/v1/predict/batch", [("image", _part(img)) for img in images])["results"]
+
+    def scan_record(self, scan_id: str) -> dict:
+        return _json(self._request("GET", f"/v1/scans/{quote(scan_id, safe='')}"))
+
+    def review(self, scan_id: str, label: str, note: str = "") -> dict:
+        return _json(self._request("POST", f"/v1/scans/{quote(scan_id, safe='')}/review",
+                                   json={"label": label, "note": note}))
+
+    def export_bank(self, bank: str) -> str:
+        return self._request("GET", f"/v1/banks/{quote(bank, safe='')}/export").text
+
+    def import_bank(self, bank: str, csv_text: str | bytes) -> dict:
+        body = csv_text.encode() if isinstance(csv_text, str) else csv_text
+        return _json(self._request("POST", f"/v1/banks/{quote(bank, safe='')}/import", data=body,
+                                   headers={"Content-Type": "text/csv"}))
 
     def scan(self, paths: Iterable[Image], batch_size: int = DEFAULT_BATCH,
              concurrency: int = DEFAULT_CONCURRENCY) -> Iterator[dict]:

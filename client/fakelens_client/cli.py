@@ -1,4 +1,5 @@
-"""`fakelens scan` and `fakelens check`: the command line of fakelens-client."""
+"""`fakelens scan`, `fakelens check`, and for reviewers `fakelens review` and `fakelens bank`: the command line
+of fakelens-client."""
 from __future__ import annotations
 
 import argparse
@@ -112,6 +113,29 @@ def check(args: argparse.Namespace, client: Client) -> int:
     return 0 if answered else 1
 
 
+def review(args: argparse.Namespace, client: Client) -> int:
+    out = client.review(args.scan_id, args.label, args.note)
+    print(f"scan {args.scan_id}: reviewed as {out['review']['label']}; copies of it now match "
+          f"(bank {out['entry']['bank']}, entry {out['entry']['entry']})")
+    return 0
+
+
+def bank(args: argparse.Namespace, client: Client) -> int:
+    if args.action == "export":
+        text = client.export_bank(args.bank)
+        if args.file is None:
+            sys.stdout.write(text)
+        else:
+            args.file.write_text(text)
+            print(f"{len(text.splitlines()) - 1} entries of bank {args.bank} in {args.file}", file=sys.stderr)
+        return 0
+    if args.file is None:
+        sys.exit("fakelens: bank import needs the CSV file to send")
+    out = client.import_bank(args.bank, args.file.read_bytes())
+    print(f"bank {out['bank']}: {out['imported']} imported, {out['already_held']} already held")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     service = argparse.ArgumentParser(add_help=False)
     service.add_argument("--url", default=os.environ.get("FAKELENS_URL", "http://127.0.0.1:8080"),
@@ -133,12 +157,24 @@ def main(argv: list[str] | None = None) -> None:
     c = sub.add_parser("check", parents=[service], help="one line per file")
     c.add_argument("files", nargs="+")
     c.add_argument("--json", action="store_true", help="the service's full answer, one JSON line per file")
+    r = sub.add_parser("review", parents=[service], help="label a scan (a reviewer's key): copies of it then match")
+    r.add_argument("scan_id", help="the scan_id of a result")
+    r.add_argument("label", choices=["REAL", "FAKE"])
+    r.add_argument("--note", default="", help="why; shown with every match")
+    b = sub.add_parser("bank", parents=[service], help="a bank of reviewed hashes as CSV (a reviewer's key)")
+    b.add_argument("action", choices=["export", "import"])
+    b.add_argument("bank", help="e.g. reviewed (where reviews go), or a shared list's name")
+    b.add_argument("file", nargs="?", type=Path, help="import: the CSV to send; export: where to write (default stdout)")
     args = ap.parse_args(argv)
     if args.retries < 0:
         ap.error("--retries: 0 or more")
     client = Client(args.url, args.api_key, retries=args.retries)
+    commands = {"scan": scan, "check": check, "review": review, "bank": bank}
     try:
-        code = scan(args, client) if args.command == "scan" else check(args, client)
+        code = commands[args.command](args, client)
+    except (ServiceError, OSError) as exc:  # scan and check record these per file; here the one request failed
+        print(f"fakelens: {exc}", file=sys.stderr)
+        code = 1
     except Unreachable as exc:
         print(f"fakelens: service unreachable: {exc}", file=sys.stderr)
         code = 2
