@@ -14,6 +14,7 @@ import pytest
 import requests
 from PIL import Image
 
+from fakelens_client import Client
 from gateway.config import DEFAULTS
 from gateway.images import open_rgb
 from gateway.known import MAX_DISTANCE, MIN_QUALITY, PDQ_SIDE, Index, distance, pdq_of
@@ -99,7 +100,7 @@ def test_reviewers_work_from_the_command_line(known, dev, tmp_path):
     scan_id = known.predict(dev["real_photo"][8])["scan_id"]
     r = fakelens(known, "review", scan_id, "REAL", "--note", "checked with the photographer")
     assert r.returncode == 0 and f"scan {scan_id}: reviewed as REAL" in r.stdout, r.stderr
-    assert known.call("GET", f"/v1/scans/{scan_id}").json()["review"]["note"] == "checked with the photographer"
+    assert Client(known.url, REVIEWER).scan_record(scan_id)["review"]["note"] == "checked with the photographer"
     r = fakelens(known, "review", scan_id, "FAKE", key=CLIENT)  # a client's key may not review
     assert r.returncode == 1 and "403" in r.stderr, r.stderr
     r = fakelens(known, "bank", "export", "reviewed", str(tmp_path / "list.csv"))
