@@ -171,8 +171,8 @@ def _csv_rows(entries: list[dict]) -> str:
 
 @bp.post("/banks/<bank>/import")
 def import_(bank: str):
-    """CSV with a header: pdq, label, note (as export writes it). All rows or none; rows the bank holds already
-    are counted, not added again."""
+    """CSV with a header: pdq, label, note (as export writes it). Every row is checked before any goes in; rows the
+    bank holds already are counted, not added again, so a list can be sent again after a failure to finish it."""
     key = g.key  # a reviewer's (reviewers_only)
     # Read as it arrives, into columns: the whole body as text (a StringIO holds 4 bytes a character) and a dict
     # per row took about 280 MB of a worker's memory for 200,000 rows. utf-8-sig: spreadsheets start with a BOM.

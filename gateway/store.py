@@ -31,6 +31,10 @@ LOCK_TIMEOUT_S = 2
 RETENTION_SWEEP_S = 60  # kept images past their time are dropped at most this often, per process
 BANK_WRITE_WAIT_S = 30  # PostgreSQL: how long a bank write may wait and run (an import of 250,000 rows: seconds)
 RETRY_S = 2  # after a failure, calls fail at once for this long instead of each waiting out a timeout
+IMPORT_CHUNK = 20_000  # bank rows a transaction (about 0.1-0.2 s of the write lock here)
+# Between two chunks the lock is left free this long: a scan record waiting in another process sleeps in
+# SQLite's busy handler, which polls every 100 ms once it has waited a while.
+IMPORT_GAP_S = 0.1
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 LABELS = ("REAL", "FAKE")
 REVIEWED_BANK = "reviewed"  # where a review puts the image's hashes
@@ -349,20 +353,36 @@ class Store:
             return _insert_entry(conn, **row, bank=bank, reviewer=reviewer, created_at=now())
 
     def add_entries(self, bank: str, columns: Mapping[str, Sequence], reviewer: str | None) -> int:
-        """A shared list (a CSV of hashes), all or none, as columns of equal length (pdq, pdq_quality, label, note):
-        a list of a million rows as dicts would cost a worker hundreds of MB. How many went in: a hash the bank
-        holds in force with the same label, or one the list repeats, is added once (the first row's note)."""
+        """A shared list (a CSV of hashes) as columns of equal length (pdq, pdq_quality, label, note): a list of a
+        million rows as dicts would cost a worker hundreds of MB. How many went in: a hash the bank holds in force
+        with the same label, or one the list repeats, is added once (the first row's note).
+
+        It goes in IMPORT_CHUNK rows a transaction, so scan records get the write lock between them: in one
+        transaction, 200,000 rows into a bank of a million held it for seconds, and a prediction waited 2.6 s for
+        its record (LOCK_TIMEOUT_S is 2). If a chunk fails, StoreError says how many went in; the same list sent
+        again finishes the import, since rows already held are not added twice."""
         first = {}
         for i, key in enumerate(zip(columns["pdq"], columns["label"])):
             first.setdefault(key, i)
-        if len(first) < len(columns["pdq"]):
-            keep = sorted(first.values())
-            columns = {c: [v[i] for i in keep] for c, v in columns.items()}
-        insert = _bulk_insert(self.engine.dialect.name, columns, bank, reviewer=reviewer, created_at=now())
-        with self._tx() as conn:
-            self._one_bank_writer(conn)
-            # preserve_rowcount: psycopg's cursor is closed by the time an INSERT ... SELECT's count is read
-            return conn.execute(insert, execution_options={"preserve_rowcount": True}).rowcount
+        # In hash order, the index on (bank, pdq) takes the rows a page at a time; in a list's own order they land
+        # all over it: 200,000 rows into a million took 2.4 s against 1.3.
+        keep = [i for _, i in sorted(first.items())]
+        columns = {c: [v[i] for i in keep] for c, v in columns.items()}
+        stamp, added = now(), 0
+        for start in range(0, len(keep), IMPORT_CHUNK):
+            if start and self.engine.dialect.name == "sqlite":  # PostgreSQL: scan records never wait for bank writes
+                time.sleep(IMPORT_GAP_S)
+            insert = _bulk_insert(self.engine.dialect.name, {c: v[start:start + IMPORT_CHUNK] for c, v in columns.items()},
+                                  bank, reviewer=reviewer, created_at=stamp)
+            try:
+                with self._tx() as conn:
+                    self._one_bank_writer(conn)
+                    # preserve_rowcount: psycopg's cursor is closed by the time an INSERT ... SELECT's count is read
+                    added += conn.execute(insert, execution_options={"preserve_rowcount": True}).rowcount
+            except StoreError as exc:
+                raise StoreError(f"{exc} ({added:,} rows went in before it; send the same list again to finish: "
+                                 "rows already held are not added twice)") from None
+        return added
 
     def entries_after(self, last_id: int, limit: int | None = None) -> dict[str, Sequence]:
         """Bank entries newer than `last_id`, oldest first (at most `limit`): what an index has not seen yet, as

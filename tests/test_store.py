@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from gateway.store import NotFound, Store, StoreError, alembic_config
+from gateway.store import IMPORT_CHUNK, LOCK_TIMEOUT_S, RETRY_S, NotFound, Store, StoreError, alembic_config
 from tests.conftest import new_database
 
 ROW = {"sha256": "ab" * 32, "pdq": "cd" * 32, "pdq_quality": 90, "width": 640, "height": 480, "format": "JPEG",
@@ -152,8 +152,9 @@ def test_a_shared_list_goes_in_with_a_few_statements(url):
     shared = {"pdq": [f"{i:064x}" for i in range(n)], "pdq_quality": [100] * n,
               "label": ["FAKE" if i % 2 else "REAL" for i in range(n)], "note": [f"n{i}" for i in range(n)]}
     assert store.add_entries("shared", shared, "0123456789ab") == n
-    assert len(statements) <= 10, f"{len(statements)} statements for {n} rows"  # was two per row
-    assert sum(s.lstrip().upper().startswith("INSERT") for s in statements) == 1  # SQLite: was one per 10,000
+    chunks = -(-n // IMPORT_CHUNK)
+    assert len(statements) <= 10 * chunks, f"{len(statements)} statements for {n} rows"  # was two per row
+    assert sum(s.lstrip().upper().startswith("INSERT") for s in statements) == chunks  # SQLite: was one per 10,000
     assert sorted((e["pdq"], e["label"], e["note"], e["reviewer"]) for e in store.bank("shared")) == list(
         zip(shared["pdq"], shared["label"], shared["note"], ["0123456789ab"] * n))
 
@@ -175,6 +176,38 @@ def test_a_list_imported_again_or_shared_back_adds_only_what_the_bank_does_not_h
     back = {"pdq": [ROW["pdq"]] * 2, "pdq_quality": [100] * 2, "label": ["FAKE", "REAL"], "note": ["", ""]}
     assert store.add_entries("reviewed", back, None) == 1
     assert sorted(e["label"] for e in store.bank("reviewed")) == ["FAKE", "REAL"]
+
+
+def test_a_large_import_leaves_the_lock_between_chunks_and_a_failed_one_finishes_when_sent_again(tmp_path):
+    """SQLite: another process takes the write lock right after the first chunk and holds it past the lock timeout.
+    The import fails saying how much went in; sent again, it adds exactly the rest."""
+    import sqlite3
+
+    store = Store(f"sqlite:///{tmp_path / 'fakelens.db'}")
+    store.migrate()
+    n = IMPORT_CHUNK * 5 // 2
+    shared = {"pdq": [f"{i:064x}" for i in range(n)], "pdq_quality": [100] * n, "label": ["FAKE"] * n, "note": [""] * n}
+    held = threading.Event()
+
+    def take_the_lock_after_a_chunk():
+        other = sqlite3.connect(str(tmp_path / "fakelens.db"), isolation_level=None)
+        while other.execute("SELECT count(*) FROM bank_entries").fetchone()[0] < IMPORT_CHUNK:
+            time.sleep(0.005)
+        other.execute("BEGIN IMMEDIATE")  # in the gap the import leaves
+        held.set()
+        time.sleep(LOCK_TIMEOUT_S + 1)
+        other.execute("ROLLBACK")
+        other.close()
+
+    locker = threading.Thread(target=take_the_lock_after_a_chunk)
+    locker.start()
+    with pytest.raises(StoreError, match=f"{IMPORT_CHUNK:,} rows went in before it; send the same list again"):
+        store.add_entries("shared", shared, None)
+    assert held.is_set()
+    locker.join()
+    time.sleep(RETRY_S + 0.1)
+    assert store.add_entries("shared", shared, None) == n - IMPORT_CHUNK
+    assert len(store.bank("shared")) == n
 
 
 def test_an_index_takes_up_every_bank_entry_when_two_writers_overlap(url):
