@@ -30,6 +30,14 @@ def post_worker_init(worker):
     follow_banks(worker.wsgi)
 
 
+def worker_exit(server, worker):
+    # Close this worker's database connections: when the last one closes, SQLite folds its write-ahead log back
+    # into the database file, so a stopped stack leaves one file (.data/fakelens.db) to copy or back up, not three.
+    store = worker.wsgi.extensions.get("store")
+    if store is not None:
+        store.engine.dispose()
+
+
 def child_exit(server, worker):
     # Without this, a dead worker's gauges would stay in the multiprocess files.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -77,6 +77,12 @@ def test_reviewed_images_come_back_decided_by_review_even_resized_recompressed_a
         assert record["review"]["label"] == label and record["review"]["note"] == note
         assert "key" not in str(record["api_key_id"]).lower() and CLIENT not in str(record)
     check()
+    # A clean stop leaves one file to copy or back up: each worker closes its connections, and SQLite folds its
+    # write-ahead log back into the database (a copy of fakelens.db alone would miss what the log held).
+    known.stack.stop()
+    assert sorted(p.name for p in known.tmp.glob("fakelens.db*")) == ["fakelens.db"]
+    known.start()
+    check()
 
 
 def fakelens(known: Known, *args: str, key: str = REVIEWER) -> subprocess.CompletedProcess:
