@@ -23,10 +23,10 @@ class ApiError(Exception):
 def error_response(status: int, reason: str, message: str, retry_after: int | None = None, **extra):
     """The JSON error; with `retry_after` (seconds), a Retry-After header and the same figure in the body."""
     ERRORS.labels(reason).inc()
-    if retry_after is None:
-        return jsonify({"error": reason, "message": message, **extra}), status
-    response = jsonify({"error": reason, "message": message, "retry_after": retry_after, **extra})
-    response.headers["Retry-After"] = str(retry_after)
+    wait = {} if retry_after is None else {"retry_after": retry_after}
+    response = jsonify({"error": reason, "message": message, **wait, **extra})
+    if wait:
+        response.headers["Retry-After"] = str(retry_after)
     return response, status
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import io
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -15,8 +17,15 @@ from bench.load import sample_test_images
 from stack.launch import UNLIMITED, Ports, Stack, free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
+CLIENT_ENV = {**os.environ, "PYTHONPATH": str(ROOT / "client")}  # the client's command line, as a user runs it
 # Every gateway the tests make, in process or as `make up`, keeps its records away from the user's .data/.
 os.environ["FAKELENS_DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='fakelens-test-db-')}/fakelens.db"
+
+
+def cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    """`fakelens ARGS...` (client/), in a process of its own."""
+    return subprocess.run([sys.executable, "-m", "fakelens_client.cli", *args], env=CLIENT_ENV, capture_output=True,
+                          text=True, timeout=600, **kw)
 
 
 def png_bytes(size=(64, 48), mode="RGB", color=(200, 30, 30)) -> bytes:

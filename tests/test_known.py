@@ -3,10 +3,8 @@ reviewed images matched (resized, recompressed), surviving a SIGKILL and a resta
 from __future__ import annotations
 
 import io
-import os
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from gateway.config import DEFAULTS
 from gateway.images import open_rgb
 from gateway.known import MAX_DISTANCE, MIN_QUALITY, PDQ_SIDE, Index, distance, pdq_of
 from stack.launch import UNLIMITED, Ports, Stack, free_ports
-from tests.conftest import CLIENT, REVIEWER, ROOT, Known, new_database
+from tests.conftest import CLIENT, REVIEWER, ROOT, Known, cli, new_database
 from training.realworld import load_set, realworld_dir
 
 
@@ -87,8 +85,7 @@ def test_reviewed_images_come_back_decided_by_review_even_resized_recompressed_a
 
 def fakelens(known: Known, *args: str, key: str = REVIEWER) -> subprocess.CompletedProcess:
     """The client's command line against the stack."""
-    return subprocess.run([sys.executable, "-m", "fakelens_client.cli", *args, "--url", known.url, "--api-key", key],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT / "client")})
+    return cli(*args, "--url", known.url, "--api-key", key)
 
 
 def test_the_client_says_who_decided_a_reviewed_copy(known, dev, tmp_path):

@@ -48,6 +48,20 @@ def test_migration_from_the_previous_revision_keeps_the_records(url):
     assert [s["scan_id"] for s in store.queue("UNSURE", False, 10, None)] == ["01" * 16]
 
 
+def test_migration_from_the_previous_revision_keeps_the_banks_and_knows_what_they_hold(url):
+    store = Store(url)
+    command.upgrade(alembic_config(store.engine), "0002")
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO bank_entries (bank, pdq, pdq_quality, label, note, created_at) "
+                             "VALUES ('partner', :p, 100, 'FAKE', 'before 0003', CURRENT_TIMESTAMP)"), {"p": "e4" * 32})
+    store.migrate()
+    indexes = {i["name"] for i in sa.inspect(store.engine).get_indexes("bank_entries")}
+    assert {"ix_bank_entries_bank_pdq", "ix_bank_entries_replaces"} <= indexes
+    listed = {"pdq": ["e4" * 32, "f5" * 32], "pdq_quality": [100] * 2, "label": ["FAKE"] * 2, "note": ["", ""]}
+    assert store.add_entries("partner", listed, None) == 1  # the entry from before the migration is held
+    assert [e["note"] for e in store.bank("partner")] == ["before 0003", ""]
+
+
 def test_records_reviews_history_and_banks(url):
     store = Store(url)
     [scan_id] = store.record([ROW])
