@@ -149,6 +149,9 @@ def benchmark() -> dict:
             target(f"sum(rate(fakelens_scans_recorded_total[{R}]))", "stored"),
             target(f"sum by (operation) (rate(fakelens_record_failures_total[{R}]))", "failed: {{operation}}")],
               "reqps", w=8, description="Every prediction is recorded; a failed record never fails the prediction."),
+        panel("Scan record write time", quantiles("fakelens_record_duration_seconds", "", "write"), "s", w=8,
+              description="Storing one request's scan records, the wait for the database's write lock included. "
+                          "It rises towards the lock timeout (2 s) before records start to fail."),
         panel("Matches in banks of reviewed images", [target(f"sum by (bank) (rate(fakelens_matches_total[{R}]))",
                                                              "{{bank}}")], "reqps", w=8),
         panel("Review backlog", [target("max(fakelens_review_backlog)", "UNSURE scans not yet reviewed")], w=8,
@@ -157,7 +160,7 @@ def benchmark() -> dict:
               "reqps", w=8),
         panel("Models' agreement with reviewers", [target(
             'sum by (model) (fakelens_review_agreement_total{agrees="true"}) '
-            "/ sum by (model) (fakelens_review_agreement_total)", "{{model}}")], "percentunit", w=16,
+            "/ sum by (model) (fakelens_review_agreement_total)", "{{model}}")], "percentunit", w=8,
               description="Share of reviewed scans where each model's reading of the thumbnail (and the ensemble's) "
                           "matched the reviewer's label, since the gateway started."),
     ], ["fakelens", "benchmark"])

@@ -25,6 +25,8 @@ PROVENANCE = Counter("fakelens_provenance_evidence_total", "Provenance evidence 
                      "and by what it claims (ai_generated: true, false or none)", ["source", "ai_generated"])
 C2PA_ABANDONED = Counter("fakelens_c2pa_abandoned_total", "C2PA manifest reads killed at their deadline")
 SCANS_RECORDED = Counter("fakelens_scans_recorded_total", "Scan records stored")
+RECORD_SECONDS = Histogram("fakelens_record_duration_seconds", "Time to store one request's scan records, the wait "
+                           "for the database's write lock included", buckets=LATENCY_BUCKETS)
 RECORD_FAILURES = Counter("fakelens_record_failures_total", "Scans answered without a record, or bank syncs "
                           "missed, because the database was down or locked", ["operation"])
 MATCHES = Counter("fakelens_matches_total", "Uploads matched to a bank of reviewed images", ["bank"])

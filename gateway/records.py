@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from flask import current_app, g
 
 from gateway.known import SYNC_S, Index
-from gateway.metrics import MATCHES, RECORD_FAILURES, SCANS_RECORDED
+from gateway.metrics import MATCHES, RECORD_FAILURES, RECORD_SECONDS, SCANS_RECORDED
 from gateway.store import RETENTION_SWEEP_S, Store, StoreError, now
 from gateway.verdict import Rule
 
@@ -78,7 +78,8 @@ def record(raws: list[bytes], formats: list[str], hashes: list[dict], results: l
              "image": raw if keep else None, "image_expires_at": expires}
             for raw, fmt, h, r in zip(raws, formats, hashes, results)]
     try:
-        ids = store.record(rows)
+        with RECORD_SECONDS.time():  # failures too: a lock timeout shows here
+            ids = store.record(rows)
     except StoreError as exc:
         current_app.logger.warning("scan records not stored: %s", exc)
         RECORD_FAILURES.labels("record").inc(len(rows))
