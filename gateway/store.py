@@ -102,8 +102,11 @@ def _bulk_insert(dialect: str, columns: Mapping[str, Sequence], bank: str, **sam
     shared back and forth between two teams, would otherwise double its entries at every pass."""
     names = list(columns)
     if dialect == "postgresql":
-        arrays = sa.func.unnest(*[sa.bindparam(c, list(v), type_=postgresql.ARRAY(entries.c[c].type))
-                                  for c, v in columns.items()]).table_valued(*names).render_derived()
+        # Text arrays, not varchar(n): the cast to varchar(n)[] would cut an overlong value short without a word,
+        # where the column refuses it (callers check lengths; this keeps a missed check from storing a wrong row).
+        arrays = sa.func.unnest(*[sa.bindparam(c, list(v), type_=postgresql.ARRAY(
+            sa.Text if isinstance(entries.c[c].type, sa.String) else entries.c[c].type))
+            for c, v in columns.items()]).table_valued(*names).render_derived()
         values = dict(zip(names, arrays.c))
     else:
         rows = sa.func.json_each(sa.bindparam("rows", json.dumps(list(zip(*columns.values())), ensure_ascii=False)))

@@ -127,6 +127,10 @@ def test_a_malformed_scan_id_or_a_refused_value_is_not_the_database_being_away(u
         with pytest.raises(StoreError):
             store.add_entries("shared", {"pdq": ["ab" * 32], "pdq_quality": [90], "label": ["FAKE"],
                                          "note": ["a\x00b"]}, None)
+        with pytest.raises(StoreError):  # too long for its column: refused, not cut short to "REALLY F"
+            store.add_entries("shared", {"pdq": ["cd" * 32], "pdq_quality": [90], "label": ["REALLY FAKE"],
+                                         "note": [""]}, None)
+        assert store.bank("shared") == []
     assert store.scan(scan_id)["scan_id"] == scan_id  # at once: none of it counted as the database away
 
 
