@@ -5,7 +5,8 @@
 
 One run measures, on the same machine and the same real CIFAKE test images:
   1. the in-process ceiling (bench/inprocess.py),
-  2. the stack (nginx -> gunicorn gateway -> Triton) at each concurrency level, one image a request,
+  2. the stack (nginx -> gunicorn gateway -> Triton) at each concurrency level, one image a request, with where
+     the CPU went, each model's batches, and the wall time the gateway spent storing each request's scan record,
   3. the stack's batch path: `fakelens scan` (client/) at its default settings over a folder,
   4. the seed-style server (one process, three models in a row) at the same levels,
   5. what optional work costs: single uploads at concurrency 16, and the batch path, with every feature
@@ -42,10 +43,12 @@ from fakelens_client import DEFAULT_BATCH, DEFAULT_CONCURRENCY, Client
 from gateway import gunicorn_conf, known
 from gateway.config import DEFAULTS
 from gateway.images import open_rgb
+from gateway.metrics import RECORD_SECONDS
 from stack.launch import ROOT, UNLIMITED, Ports, Stack, free_ports
 
 # Triton's per-model counters: requests, executions (batches) and time spent queued.
 TRITON_COUNTERS = {"nv_inference_count", "nv_inference_exec_count", "nv_inference_queue_duration_us"}
+RECORD_HISTOGRAM = RECORD_SECONDS.describe()[0].name  # the gateway's time storing each request's scan records
 
 
 def measure_levels(name: str, url: str, images: list[bytes], levels: list[int], seconds: float,
@@ -99,7 +102,8 @@ def measure_batch_path(url: str, images: list[bytes], folder: Path, stack: Stack
 
 
 def snapshot(stack: Stack) -> dict:
-    """CPU seconds so far per process role (this process is the load client), and Triton's per-model counters."""
+    """CPU seconds so far per process role (this process is the load client), Triton's per-model counters, and
+    the gateway's time spent storing scan records (seconds, count)."""
     cpu = Counter({"load client": sum(resource.getrusage(resource.RUSAGE_SELF)[:2])})
     for label, usage in stack_usage(stack).items():
         cpu[label.split(" ", 2)[2]] += usage.cpu  # "triton: 123 stub resnet50" -> "stub resnet50"
@@ -109,7 +113,10 @@ def snapshot(stack: Stack) -> dict:
         if family.name in TRITON_COUNTERS:
             for sample in family.samples:
                 counters[(sample.labels["model"], family.name)] += sample.value
-    return {"cpu": cpu, "triton": counters}
+    text = requests.get(f"http://127.0.0.1:{stack.ports.gateway}/metrics", timeout=5).text
+    record = Counter({s.name: s.value for family in text_string_to_metric_families(text)
+                      if family.name == RECORD_HISTOGRAM for s in family.samples if s.name.endswith(("_sum", "_count"))})
+    return {"cpu": cpu, "triton": counters, "record": record}
 
 
 def breakdown(before: dict, after: dict, requests_ok: int) -> dict:
@@ -122,8 +129,12 @@ def breakdown(before: dict, after: dict, requests_ok: int) -> dict:
         n, batches = delta[(model, "nv_inference_count")], delta[(model, "nv_inference_exec_count")]
         models[model] = {"mean_batch": round(n / batches, 2) if batches else None,
                          "queue_ms": round(delta[(model, "nv_inference_queue_duration_us")] / n / 1000, 2) if n else None}
+    record = after["record"] - before["record"]
+    stored = record[f"{RECORD_HISTOGRAM}_count"]
     return {"cpu_ms_per_request": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
-            "cpu_ms_per_request_total": round(sum(cpu.values()), 2), "triton": models}
+            "cpu_ms_per_request_total": round(sum(cpu.values()), 2), "triton": models,
+            # wall time, the wait for the write lock included; None with records off
+            "record_ms_per_request": round(record[f"{RECORD_HISTOGRAM}_sum"] * 1000 / stored, 2) if stored else None}
 
 
 # Each optional feature of the gateway, and the setting that turns it off (5. above).
