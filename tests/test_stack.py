@@ -159,7 +159,7 @@ def test_gateway_metrics_after_traffic(gateway_url, cifake_samples):
 
 def test_bench_breakdown_accounts_for_every_model_and_process(stack, gateway_url, cifake_samples):
     """The CPU and batching breakdown `make bench` prints, on real traffic: each upload reaches all
-    three models, and the python-backend stubs and gunicorn show up as spending CPU on it."""
+    three models, the python-backend stubs and gunicorn show up as spending CPU on it, and its record takes time."""
     from bench.serving import breakdown, snapshot
 
     before = snapshot(stack)
@@ -172,6 +172,7 @@ def test_bench_breakdown_accounts_for_every_model_and_process(stack, gateway_url
     for role in ("gunicorn", *(f"stub {m}" for m in MODELS)):
         assert b["cpu_ms_per_request"][role] > 0, (role, b)
     assert b["cpu_ms_per_request_total"] == pytest.approx(sum(b["cpu_ms_per_request"].values()), abs=0.1)
+    assert b["record_ms_per_request"] > 0, b  # each upload's scan record, timed by the gateway's histogram
 
 
 def test_verdicts_need_nothing_from_training_results(stack, gateway_url, tmp_path):
