@@ -33,6 +33,10 @@ def post_worker_init(worker):
 def worker_exit(server, worker):
     # Close this worker's database connections: when the last one closes, SQLite folds its write-ahead log back
     # into the database file, so a stopped stack leaves one file (.data/fakelens.db) to copy or back up, not three.
+    # The follower stops first: its next sync, during the worker's last moments, would open a connection again.
+    follower = worker.wsgi.extensions.get("follower")
+    if follower is not None:
+        follower.stop()
     store = worker.wsgi.extensions.get("store")
     if store is not None:
         store.engine.dispose()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import threading
-import time
 import weakref
 
 import sqlalchemy as sa
@@ -32,27 +31,40 @@ def matches(hashes: list[dict | None]) -> list[dict | None]:
     return out
 
 
-def follow(index: Index, store: Store) -> threading.Thread:
-    """Keep a worker's index up with the database from a daemon thread, whatever the traffic: new entries
+class Follower(threading.Thread):
+    """Keeps a worker's index up with the database from a daemon thread, whatever the traffic: new entries
     every SYNC_S seconds, so a review in one worker is matched by every worker within a second, and a large
     import SYNC_ROWS at a time, with no request waiting for it. The thread ends with the index (a test's
-    app); with the database away it keeps the index as it was, and counts the failure."""
-    ref = weakref.ref(index)
+    app) or at stop(); with the database away it keeps the index as it was, and counts the failure."""
 
-    def run() -> None:
-        while (followed := ref()) is not None:
+    def __init__(self, index: Index, store: Store):
+        super().__init__(name="bank-follower", daemon=True)
+        self._index, self._store = weakref.ref(index), store
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.is_set() and (followed := self._index()) is not None:
             try:
-                caught_up = followed.sync(store)
+                caught_up = followed.sync(self._store)
             except (sa.exc.SQLAlchemyError, StoreError):
                 RECORD_FAILURES.labels("sync").inc()
                 caught_up = True
             del followed
             if caught_up:
-                time.sleep(SYNC_S)
+                self._stopped.wait(SYNC_S)
 
-    thread = threading.Thread(target=run, name="bank-follower", daemon=True)
-    thread.start()
-    return thread
+    def stop(self) -> None:
+        """Stop, and wait for a sync under way to end: a worker that exits closes its database connections after
+        this, and a sync that opened one later would keep SQLite's write-ahead log beside the database."""
+        self._stopped.set()
+        self.join()
+
+
+def follow(index: Index, store: Store) -> Follower:
+    """Start following the database for `index` (Follower)."""
+    follower = Follower(index, store)
+    follower.start()
+    return follower
 
 
 def summary(provenance: dict) -> dict:

@@ -453,3 +453,23 @@ def test_a_workers_index_follows_the_database_without_requests_and_stops_with_it
     gc.collect()
     follower.join(timeout=4 * SYNC_S)
     assert not follower.is_alive()  # a test's app, gone: its thread does not poll the database for ever
+
+
+def test_a_worker_that_exits_leaves_the_database_one_file(tmp_path):
+    """gunicorn's worker_exit: the follower stops before the connections close. Before, its next sync, in the
+    worker's last moments, opened a connection again, and a stopped `make up` left fakelens.db-wal and -shm
+    beside the database (3 stops of 4 here), so a copy of fakelens.db alone missed what the log held."""
+    from types import SimpleNamespace
+
+    from gateway import gunicorn_conf
+    from gateway.app import create_app
+    from gateway.known import SYNC_S
+
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'fakelens.db'}", "RESULTS_DIR": str(tmp_path)})
+    app.extensions["store"].record([{"sha256": "0" * 64, "width": 1, "height": 1, "verdict": "UNSURE",
+                                     "models": {}, "provenance": {}}])
+    assert (tmp_path / "fakelens.db-wal").exists()  # WAL mode, with a connection open
+    gunicorn_conf.worker_exit(None, SimpleNamespace(wsgi=app))  # as gunicorn calls it, in the exiting worker
+    time.sleep(3 * SYNC_S)  # the follower's next syncs, had it not stopped
+    assert sorted(p.name for p in tmp_path.glob("fakelens.db*")) == ["fakelens.db"]
+    assert not app.extensions["follower"].is_alive()
