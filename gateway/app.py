@@ -39,7 +39,7 @@ def create_app(config: dict | None = None, follow: bool = True) -> Flask:
         if follow:
             follow_banks(app)
         else:  # a connection must not be shared with forked children; each opens its own
-            store.engine.dispose()
+            store.close()
     for bp in (api.bp, review.bp, health.bp, pages.bp):
         app.register_blueprint(bp)
     errors.register(app)

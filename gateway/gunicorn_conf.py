@@ -39,7 +39,14 @@ def worker_exit(server, worker):
         follower.stop()
     store = worker.wsgi.extensions.get("store")
     if store is not None:
-        store.engine.dispose()
+        store.close()
+
+
+def on_exit(server):
+    # The master, once every worker has gone: the last to close the database, whatever order the workers closed in.
+    store = server.app.wsgi().extensions.get("store")
+    if store is not None:
+        store.close(last=True)
 
 
 def child_exit(server, worker):
