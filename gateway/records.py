@@ -53,11 +53,12 @@ class Follower(threading.Thread):
             if caught_up:
                 self._stopped.wait(SYNC_S)
 
-    def stop(self) -> None:
-        """Stop, and wait for a sync under way to end: a worker that exits closes its database connections after
-        this, and a sync that opened one later would keep SQLite's write-ahead log beside the database."""
+    def stop(self, wait_s: float = 5) -> None:
+        """Stop, and wait for a sync under way to end (at most `wait_s`: a database that hangs must not hold up a
+        worker's exit): a worker that exits closes its database connections after this, and a sync that opened
+        one later would keep SQLite's write-ahead log beside the database."""
         self._stopped.set()
-        self.join()
+        self.join(wait_s)
 
 
 def follow(index: Index, store: Store) -> Follower:
