@@ -18,13 +18,14 @@ from stack.launch import UNLIMITED, Ports, Stack, free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_ENV = {**os.environ, "PYTHONPATH": str(ROOT / "client")}  # the client's command line, as a user runs it
+CLIENT_CLI = [sys.executable, "-m", "fakelens_client.cli"]
 # Every gateway the tests make, in process or as `make up`, keeps its records away from the user's .data/.
 os.environ["FAKELENS_DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='fakelens-test-db-')}/fakelens.db"
 
 
 def cli(*args: str, **kw) -> subprocess.CompletedProcess:
     """`fakelens ARGS...` (client/), in a process of its own."""
-    return subprocess.run([sys.executable, "-m", "fakelens_client.cli", *args], env=CLIENT_ENV, capture_output=True,
+    return subprocess.run([*CLIENT_CLI, *args], env=CLIENT_ENV, capture_output=True,
                           text=True, timeout=600, **kw)
 
 

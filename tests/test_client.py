@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from bench.load import sample_test_images
-from tests.conftest import CLIENT_ENV, ROOT, cli
+from tests.conftest import CLIENT_CLI, CLIENT_ENV, ROOT, cli
 
 sys.path.insert(0, str(ROOT / "client"))
 from fakelens_client import Client  # noqa: E402
@@ -62,7 +62,7 @@ def test_interrupted_scan_resumes_with_every_file_once(gateway_url, tmp_path):
     out = tmp_path / "out.jsonl"
     args = ["scan", str(tmp_path / "images"), "--url", gateway_url, "--out", str(out), "--batch-size", "4",
             "--concurrency", "2"]
-    proc = subprocess.Popen([sys.executable, "-m", "fakelens_client.cli", *args], env=CLIENT_ENV,
+    proc = subprocess.Popen([*CLIENT_CLI, *args], env=CLIENT_ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while (not out.exists() or len(out.read_bytes().splitlines()) < 100) and time.time() < deadline:

@@ -455,6 +455,9 @@ def test_a_workers_index_follows_the_database_without_requests_and_stops_with_it
     assert not follower.is_alive()  # a test's app, gone: its thread does not poll the database for ever
 
 
+SCAN = {"sha256": "0" * 64, "width": 1, "height": 1, "verdict": "UNSURE", "models": {}, "provenance": {}}  # a record
+
+
 def test_a_worker_that_exits_leaves_the_database_one_file(tmp_path):
     """gunicorn's worker_exit: the follower stops before the connections close. Before, its next sync, in the
     worker's last moments, opened a connection again, and a stopped `make up` left fakelens.db-wal and -shm
@@ -466,8 +469,7 @@ def test_a_worker_that_exits_leaves_the_database_one_file(tmp_path):
     from gateway.known import SYNC_S
 
     app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'fakelens.db'}", "RESULTS_DIR": str(tmp_path)})
-    app.extensions["store"].record([{"sha256": "0" * 64, "width": 1, "height": 1, "verdict": "UNSURE",
-                                     "models": {}, "provenance": {}}])
+    app.extensions["store"].record([SCAN])
     assert (tmp_path / "fakelens.db-wal").exists()  # WAL mode, with a connection open
     gunicorn_conf.worker_exit(None, SimpleNamespace(wsgi=app))  # as gunicorn calls it, in the exiting worker
     time.sleep(3 * SYNC_S)  # the follower's next syncs, had it not stopped
@@ -490,8 +492,7 @@ def test_gunicorns_master_folds_a_log_the_workers_left_into_the_database(tmp_pat
     # A worker that records a scan and ends without closing its connection: the log stays beside the database.
     scan_id = subprocess.run([sys.executable, "-c", f"""import os
 from gateway.store import Store
-print(Store({url!r}).record([{{"sha256": "0" * 64, "width": 1, "height": 1, "verdict": "UNSURE", "models": {{}},
-                              "provenance": {{}}}}])[0], flush=True)
+print(Store({url!r}).record([{SCAN!r}])[0], flush=True)
 os._exit(0)"""], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     assert (tmp_path / "fakelens.db-wal").stat().st_size > 0
     gunicorn_conf.on_exit(SimpleNamespace(app=SimpleNamespace(wsgi=lambda: app)))
