@@ -28,7 +28,7 @@ import tritonclient.http as httpclient
 
 from bench import RESULTS
 from bench.load import Level, run_level, sample_test_images
-from gateway.store import RETRY_S
+from gateway.storage import RETRY_S
 from stack.launch import ROOT, UNLIMITED, Ports, Stack, free_ports
 
 CONCURRENCY = 4
@@ -120,7 +120,7 @@ def database_lock(stack: Stack, url: str, images: list[bytes]) -> dict:
     released = load.t()
     lock.close()
     events = load.join().events
-    resumed = released + RETRY_S + 0.5  # the store waits out its retry pause before it tries again
+    resumed = released + RETRY_S + 0.5  # storage waits out its retry pause before it tries again
     answered = sum(1 for _, status, _ in events if status == 200)
 
     def slowest(since: float, until: float = float("inf")) -> float:

@@ -32,7 +32,7 @@ from bench import RESULTS
 from gateway import known
 from gateway.config import DEFAULTS
 from gateway.images import open_rgb
-from gateway.store import Store
+from gateway.storage import Storage
 from training import degrade
 from training.realworld import load_set, realworld_dir
 
@@ -83,7 +83,7 @@ def hashing_time(images: list[Image.Image], sides: tuple = (known.PDQ_SIDE, 512,
 
 
 def bank_of(n: int, repeats: int = 50) -> dict:
-    """A shared list of n hashes imported into a fresh SQLite database (Store.add_entries, as
+    """A shared list of n hashes imported into a fresh SQLite database (storage.banks.add_entries, as
     POST /v1/banks/<bank>/import does), taken up by an index (Index.take_up, as gunicorn's master does
     before it forks the workers), and queried: seconds, the index's memory, and milliseconds per query."""
     rng = np.random.default_rng(0)
@@ -91,19 +91,19 @@ def bank_of(n: int, repeats: int = 50) -> dict:
     shared = {"pdq": [h.tobytes().hex() for h in hashes], "pdq_quality": [100] * n, "label": ["FAKE"] * n,
               "note": ["a shared list"] * n}
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store(f"sqlite:///{tmp}/bank.db")
-        store.migrate()
+        storage = Storage(f"sqlite:///{tmp}/bank.db")
+        storage.migrate()
         start = time.perf_counter()
         for i in tqdm(range(0, n, IMPORT_ROWS), desc=f"importing a bank of {n:,}", unit="request"):
-            store.add_entries("bench", {k: v[i:i + IMPORT_ROWS] for k, v in shared.items()}, None)  # a request's worth
+            storage.banks.add_entries("bench", {k: v[i:i + IMPORT_ROWS] for k, v in shared.items()}, None)  # a request's worth
         imported = time.perf_counter() - start
         index = known.Index()
         start = time.perf_counter()
-        index.take_up(store)
+        index.take_up(storage.banks)
         synced = time.perf_counter() - start
         tracemalloc.start()
         taken_up = known.Index()  # a second one, to measure
-        taken_up.take_up(store)
+        taken_up.take_up(storage.banks)
         size, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         size, peak = size + taken_up.hash_bytes(), peak + taken_up.hash_bytes()  # faiss's, unseen by tracemalloc

@@ -11,7 +11,7 @@ from gateway.auth import load_keys
 from gateway.config import from_env
 from gateway.known import Index
 from gateway.metrics import REQUEST_SECONDS, init_labels
-from gateway.store import Store, StoreError
+from gateway.storage import Storage, StoreError
 from gateway.triton import Triton
 
 
@@ -29,17 +29,17 @@ def create_app(config: dict | None = None, follow: bool = True) -> Flask:
     app.extensions["triton"] = Triton(app.config["TRITON_URL"], app.config["TRITON_TIMEOUT_S"])
     app.extensions["api_keys"] = load_keys(app.config["API_KEYS_FILE"])
     if app.config["RECORDS"]:
-        app.extensions["store"] = store = Store(app.config["DATABASE_URL"])
+        app.extensions["storage"] = storage = Storage(app.config["DATABASE_URL"])
         app.extensions["index"] = index = Index()
         try:
-            store.migrate()  # idempotent; under gunicorn the master has done it already
-            index.take_up(store)  # all of it before the first request
-        except StoreError as exc:  # predictions go on unrecorded; the store migrates when the database is back
+            storage.migrate()  # idempotent; under gunicorn the master has done it already
+            index.take_up(storage.banks)  # all of it before the first request
+        except StoreError as exc:  # predictions go on unrecorded; storage migrates when the database is back
             app.logger.warning("database unavailable at start: %s", exc)
         if follow:
             follow_banks(app)
         else:  # a connection must not be shared with forked children; each opens its own
-            store.close()
+            storage.close()
     for bp in (api.bp, review.bp, health.bp, pages.bp):
         app.register_blueprint(bp)
     errors.register(app)
@@ -62,4 +62,4 @@ def create_app(config: dict | None = None, follow: bool = True) -> Flask:
 def follow_banks(app: Flask) -> None:
     """Start the thread that keeps this process's index up with the database (records.follow)."""
     if app.config["RECORDS"]:
-        app.extensions["follower"] = records.follow(app.extensions["index"], app.extensions["store"])
+        app.extensions["follower"] = records.follow(app.extensions["index"], app.extensions["storage"].banks)

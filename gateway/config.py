@@ -18,7 +18,7 @@ DEFAULTS = {
     "RESULTS_DIR": str(ROOT / "training" / "results"),  # benchmark.json and the training plots
     "API_KEYS_FILE": None,  # one key per line; when set, /v1/* needs "Authorization: Bearer <key>"
     "WATERMARKS": True,  # read generator watermarks from the pixels (off only to measure what reading them costs)
-    # Scan records, reviews and banks (gateway/store.py). The default is a SQLite file in .data/, which
+    # Scan records, reviews and banks (gateway/storage/). The default is a SQLite file in .data/, which
     # `make clean` keeps; compose and Kubernetes give a PostgreSQL URL.
     "DATABASE_URL": f"sqlite:///{ROOT / '.data' / 'fakelens.db'}",
     "RECORDS": True,  # record every scan and match uploads against the banks (off only to measure what they cost)

@@ -5,7 +5,7 @@ from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 from gateway.metrics import ERRORS
-from gateway.store import RETRY_S, StoreError
+from gateway.storage import RETRY_S, StoreError
 
 # Werkzeug's own errors -> our reason labels
 HTTP_REASONS = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}

@@ -37,16 +37,16 @@ def worker_exit(server, worker):
     follower = worker.wsgi.extensions.get("follower")
     if follower is not None:
         follower.stop()
-    store = worker.wsgi.extensions.get("store")
-    if store is not None:
-        store.close()
+    storage = worker.wsgi.extensions.get("storage")
+    if storage is not None:
+        storage.close()
 
 
 def on_exit(server):
     # The master, once every worker has gone: the last to close the database, whatever order the workers closed in.
-    store = server.app.wsgi().extensions.get("store")
-    if store is not None:
-        store.close(last=True)
+    storage = server.app.wsgi().extensions.get("storage")
+    if storage is not None:
+        storage.close(last=True)
 
 
 def child_exit(server, worker):

@@ -29,5 +29,6 @@ def readyz():
 
 @bp.get("/metrics")
 def metrics():
-    return Response(render(current_app.config["RESULTS_DIR"], current_app.extensions.get("store")),
+    storage = current_app.extensions.get("storage")
+    return Response(render(current_app.config["RESULTS_DIR"], storage.scans if storage else None),
                     mimetype="text/plain; version=0.0.4")

@@ -160,16 +160,16 @@ class Index:
         """Rows a query scans, retired ones included."""
         return self._n
 
-    def sync(self, store) -> bool:
+    def sync(self, banks) -> bool:
         """Take up to SYNC_ROWS of the entries the database has and this index has not; True when caught up.
         Called from one thread at a time (at a worker's start, then by its follower: records.follow)."""
-        new = store.entries_after(self._last_id, SYNC_ROWS)
+        new = banks.entries_after(self._last_id, SYNC_ROWS)
         self.add(new)
         return len(new["entry"]) < SYNC_ROWS
 
-    def take_up(self, store) -> None:
+    def take_up(self, banks) -> None:
         """Every entry of the database, before a worker's first request."""
-        while not self.sync(store):
+        while not self.sync(banks):
             pass
 
     def _found(self, row: int, distance: int) -> dict:

@@ -8,6 +8,8 @@ from pathlib import Path
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
+from gateway.storage import ScanStore
+
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10)
 
 REQUEST_SECONDS = Histogram("fakelens_http_request_duration_seconds", "Gateway request latency",
@@ -107,13 +109,13 @@ class BenchmarkCollector:
 class BacklogCollector:
     """The review backlog (UNSURE scans nobody reviewed), counted in the database at scrape time."""
 
-    def __init__(self, store):
-        self.store = store
+    def __init__(self, scans: ScanStore):
+        self.scans = scans
 
     def collect(self):
         g = GaugeMetricFamily("fakelens_review_backlog", "UNSURE scans not yet reviewed")
         try:
-            g.add_metric([], float(self.store.backlog()))
+            g.add_metric([], float(self.scans.backlog()))
         except Exception:  # noqa: BLE001 - the database is down: no figure rather than a failed scrape
             return
         yield g
@@ -126,13 +128,13 @@ class _DefaultRegistry:
         return REGISTRY.collect()
 
 
-def render(results_dir: str | Path, store=None) -> bytes:
+def render(results_dir: str | Path, scans: ScanStore | None = None) -> bytes:
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(_DefaultRegistry())
     registry.register(BenchmarkCollector(results_dir))
-    if store is not None:
-        registry.register(BacklogCollector(store))
+    if scans is not None:
+        registry.register(BacklogCollector(scans))
     return generate_latest(registry)

@@ -15,7 +15,7 @@ from flask import current_app, g
 
 from gateway.known import SYNC_S, Index
 from gateway.metrics import MATCHES, RECORD_FAILURES, RECORD_SECONDS, SCANS_RECORDED
-from gateway.store import RETENTION_SWEEP_S, Store, StoreError, now
+from gateway.storage import BankStore, StoreError, now
 from gateway.verdict import Rule
 
 
@@ -37,15 +37,15 @@ class Follower(threading.Thread):
     import SYNC_ROWS at a time, with no request waiting for it. The thread ends with the index (a test's
     app) or at stop(); with the database away it keeps the index as it was, and counts the failure."""
 
-    def __init__(self, index: Index, store: Store):
+    def __init__(self, index: Index, banks: BankStore):
         super().__init__(name="bank-follower", daemon=True)
-        self._index, self._store = weakref.ref(index), store
+        self._index, self._banks = weakref.ref(index), banks
         self._stopped = threading.Event()
 
     def run(self) -> None:
         while not self._stopped.is_set() and (followed := self._index()) is not None:
             try:
-                caught_up = followed.sync(self._store)
+                caught_up = followed.sync(self._banks)
             except (sa.exc.SQLAlchemyError, StoreError):
                 RECORD_FAILURES.labels("sync").inc()
                 caught_up = True
@@ -61,9 +61,9 @@ class Follower(threading.Thread):
         self.join(wait_s)
 
 
-def follow(index: Index, store: Store) -> Follower:
+def follow(index: Index, banks: BankStore) -> Follower:
     """Start following the database for `index` (Follower)."""
-    follower = Follower(index, store)
+    follower = Follower(index, banks)
     follower.start()
     return follower
 
@@ -75,8 +75,8 @@ def summary(provenance: dict) -> dict:
 
 def record(raws: list[bytes], formats: list[str], hashes: list[dict], results: list[dict], rule: Rule) -> None:
     """Store one scan per result and add "scan_id" and "recorded" to each."""
-    store, cfg = current_app.extensions.get("store"), current_app.config
-    if store is None:
+    storage, cfg = current_app.extensions.get("storage"), current_app.config
+    if storage is None:
         for r in results:
             r.update(scan_id=None, recorded=False)
         return
@@ -92,7 +92,7 @@ def record(raws: list[bytes], formats: list[str], hashes: list[dict], results: l
             for raw, fmt, h, r in zip(raws, formats, hashes, results)]
     try:
         with RECORD_SECONDS.time():  # failures too: a lock timeout shows here
-            ids = store.record(rows)
+            ids = storage.scans.record(rows)
     except StoreError as exc:
         current_app.logger.warning("scan records not stored: %s", exc)
         RECORD_FAILURES.labels("record").inc(len(rows))
@@ -102,8 +102,4 @@ def record(raws: list[bytes], formats: list[str], hashes: list[dict], results: l
     SCANS_RECORDED.inc(len(ids))
     for r, scan_id in zip(results, ids):
         r.update(scan_id=scan_id, recorded=True)
-    if keep:
-        try:
-            store.drop_expired_images(at_most_every_s=RETENTION_SWEEP_S)
-        except StoreError as exc:
-            current_app.logger.warning("expired images not dropped: %s", exc)
+    # TODO(main): retention thread (storage.scans.drop_expired_images, no longer called per request)

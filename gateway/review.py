@@ -16,7 +16,7 @@ from gateway.auth import require_key, require_reviewer
 from gateway.errors import ApiError
 from gateway.images import BadImage, open_rgb
 from gateway.metrics import AGREEMENT, REVIEWS
-from gateway.store import LABELS, NotFound
+from gateway.storage import LABELS, NotFound, Storage
 
 bp = Blueprint("review", __name__, url_prefix="/v1")
 bp.before_request(require_key)
@@ -30,12 +30,12 @@ MAX_PAGE = 200
 @bp.before_request
 def reviewers_only():
     require_reviewer()
-    if current_app.extensions.get("store") is None:
+    if current_app.extensions.get("storage") is None:
         raise ApiError(503, "records_off", "scan records are switched off on this service (FAKELENS_RECORDS=0)")
 
 
-def _store():
-    return current_app.extensions["store"]
+def _storage() -> Storage:
+    return current_app.extensions["storage"]
 
 
 def _label(value) -> str:
@@ -66,14 +66,14 @@ def _bank(name: str) -> str:
 @bp.get("/scans/<scan_id>")
 def scan(scan_id: str):
     try:
-        return jsonify(_store().scan(scan_id))
+        return jsonify(_storage().scans.scan(scan_id))
     except NotFound:
         raise ApiError(404, "unknown_scan", f"no scan {scan_id!r}") from None
 
 
 @bp.get("/scans/<scan_id>/image")
 def scan_image(scan_id: str):
-    raw = _store().image(scan_id)
+    raw = _storage().scans.image(scan_id)
     if raw is None:
         raise ApiError(404, "no_image", f"no image kept for scan {scan_id!r} (FAKELENS_KEEP_IMAGES, or it expired)")
     return Response(raw, mimetype="application/octet-stream", headers={"Cache-Control": "private, max-age=3600"})
@@ -93,7 +93,7 @@ def scans():
     except ValueError:
         raise ApiError(400, "bad_limit", "limit must be a number") from None
     try:
-        rows = _store().queue(verdict, reviewed, limit, request.args.get("before"))
+        rows = _storage().scans.queue(verdict, reviewed, limit, request.args.get("before"))
     except ValueError:
         raise ApiError(400, "bad_cursor", "before must be the 'next' value of the previous page") from None
     following = f"{rows[-1]['created_at']},{rows[-1]['scan_id']}" if len(rows) == limit else None
@@ -108,8 +108,8 @@ def review(scan_id: str):
         raise ApiError(400, "bad_request", 'send JSON: {"label": "REAL" or "FAKE", "note": "..."}')
     label, note = _label(body.get("label")), _note(body.get("note"))
     try:
-        record = _store().scan(scan_id)
-        done, entry = _store().review(scan_id, label, note, key.id)
+        record = _storage().scans.scan(scan_id)
+        done, entry = _storage().reviews.review(scan_id, label, note, key.id)
     except NotFound:
         raise ApiError(404, "unknown_scan", f"no scan {scan_id!r}") from None
     REVIEWS.labels(label).inc()
@@ -137,7 +137,7 @@ def add_entry(bank: str):
         raise ApiError(413 if exc.reason == "too_many_pixels" else 400, exc.reason, str(exc)) from None
     pdq, quality = known.pdq_of(rgb)
     row = {"sha256": known.sha256(raw), "pdq": pdq, "pdq_quality": quality, "label": label, "note": note}
-    entry = _store().add_entry(_bank(bank), row, key.id)
+    entry = _storage().banks.add_entry(_bank(bank), row, key.id)
     return jsonify(entry), 201
 
 
@@ -145,15 +145,15 @@ def add_entry(bank: str):
 def export(bank: str):
     """The bank's entries in force as CSV: pdq (64 hex), label, note. Streamed a page at a time, so a bank of a
     million costs a worker one page of memory; a database that fails before the first page answers 503."""
-    store, name = _store(), _bank(bank)
-    first = store.bank(name, limit=EXPORT_PAGE)
+    banks, name = _storage().banks, _bank(bank)
+    first = banks.bank(name, limit=EXPORT_PAGE)
 
     def pages():
         yield ",".join(CSV_FIELDS) + "\n"
         page = first
         while page:
             yield _csv_rows(page)
-            page = store.bank(name, after=page[-1]["entry"], limit=EXPORT_PAGE) if len(page) == EXPORT_PAGE else []
+            page = banks.bank(name, after=page[-1]["entry"], limit=EXPORT_PAGE) if len(page) == EXPORT_PAGE else []
 
     return Response(stream_with_context(pages()), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="fakelens-{bank}.csv"'})
@@ -191,6 +191,6 @@ def import_(bank: str):
         raise ApiError(400, "bad_csv", "no rows: send CSV with the header pdq,label,note")
     # A shared list carries no quality: its hashes were vetted by whoever shared them.
     columns = {"pdq": pdqs, "pdq_quality": [100] * len(pdqs), "label": labels, "note": notes}
-    imported = _store().add_entries(_bank(bank), columns, key.id)
+    imported = _storage().banks.add_entries(_bank(bank), columns, key.id)
     # Rows the bank held already (same hash and label), or that the list repeats, are not added twice.
     return jsonify({"bank": bank, "imported": imported, "already_held": len(pdqs) - imported}), 201

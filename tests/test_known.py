@@ -292,19 +292,19 @@ def test_the_master_takes_up_a_bank_once_and_every_worker_shares_and_matches_it(
     import secrets
     import tracemalloc
 
-    from gateway.store import Store
+    from gateway.storage import Storage
 
     url = f"sqlite:///{tmp_path / 'fakelens.db'}"
     raw, n = dev["ai_generated"][5], 1_000_000
-    store = Store(url)
-    store.add_entries("shared", {"pdq": [secrets.token_hex(32) for _ in range(n)], "pdq_quality": [100] * n,
+    banks = Storage(url).banks
+    banks.add_entries("shared", {"pdq": [secrets.token_hex(32) for _ in range(n)], "pdq_quality": [100] * n,
                                  "label": ["REAL"] * n, "note": ["noise"] * n}, None)
     pdq, quality = pdq_of(open_rgb(raw, DEFAULTS["MAX_PIXELS"]))
-    store.add_entries("shared", {"pdq": [pdq], "pdq_quality": [quality], "label": ["FAKE"], "note": ["the last one"]},
+    banks.add_entries("shared", {"pdq": [pdq], "pdq_quality": [quality], "label": ["FAKE"], "note": ["the last one"]},
                       None)
     tracemalloc.start()
     index = Index()
-    index.take_up(store)
+    index.take_up(banks)
     index_mb = (tracemalloc.get_traced_memory()[0] + index.hash_bytes()) / 2**20  # faiss's, unseen by tracemalloc
     tracemalloc.stop()
     del index
@@ -369,7 +369,7 @@ def flipped(pdq: str, bits: int) -> str:
 
 
 def as_columns(*entries: dict) -> dict:
-    """Entries as the columns Store.entries_after gives an index."""
+    """Entries as the columns BankStore.entries_after gives an index."""
     return {k: [e.get(k) for e in entries] for k in ("entry", "sha256", "pdq", "pdq_quality", "replaces", *Index.FIELDS)}
 
 
@@ -436,14 +436,14 @@ def test_a_workers_index_follows_the_database_without_requests_and_stops_with_it
 
     from gateway.app import create_app
     from gateway.known import SYNC_S
-    from gateway.store import Store
+    from gateway.storage import Storage
 
     url = f"sqlite:///{tmp_path / 'fakelens.db'}"
-    Store(url).add_entries("shared", {"pdq": ["5a" * 32], "pdq_quality": [90], "label": ["FAKE"], "note": ["before"]}, None)
+    Storage(url).banks.add_entries("shared", {"pdq": ["5a" * 32], "pdq_quality": [90], "label": ["FAKE"], "note": ["before"]}, None)
     app = create_app({"DATABASE_URL": url, "RESULTS_DIR": str(tmp_path)})
     index = app.extensions["index"]
     assert index.match("0" * 64, "5a" * 32, 90)["note"] == "before"  # taken up at start
-    Store(url).add_entries("shared", {"pdq": ["a5" * 32], "pdq_quality": [90], "label": ["REAL"], "note": ["after"]}, None)
+    Storage(url).banks.add_entries("shared", {"pdq": ["a5" * 32], "pdq_quality": [90], "label": ["REAL"], "note": ["after"]}, None)
     deadline = time.monotonic() + 5 * SYNC_S
     while index.match("0" * 64, "a5" * 32, 90) is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -469,7 +469,7 @@ def test_a_worker_that_exits_leaves_the_database_one_file(tmp_path):
     from gateway.known import SYNC_S
 
     app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'fakelens.db'}", "RESULTS_DIR": str(tmp_path)})
-    app.extensions["store"].record([SCAN])
+    app.extensions["storage"].scans.record([SCAN])
     assert (tmp_path / "fakelens.db-wal").exists()  # WAL mode, with a connection open
     gunicorn_conf.worker_exit(None, SimpleNamespace(wsgi=app))  # as gunicorn calls it, in the exiting worker
     time.sleep(3 * SYNC_S)  # the follower's next syncs, had it not stopped
@@ -485,16 +485,16 @@ def test_gunicorns_master_folds_a_log_the_workers_left_into_the_database(tmp_pat
 
     from gateway import gunicorn_conf
     from gateway.app import create_app
-    from gateway.store import Store
+    from gateway.storage import Storage
 
     url = f"sqlite:///{tmp_path / 'fakelens.db'}"
     app = create_app({"DATABASE_URL": url, "RESULTS_DIR": str(tmp_path)}, follow=False)  # as the master builds it
     # A worker that records a scan and ends without closing its connection: the log stays beside the database.
     scan_id = subprocess.run([sys.executable, "-c", f"""import os
-from gateway.store import Store
-print(Store({url!r}).record([{SCAN!r}])[0], flush=True)
+from gateway.storage import Storage
+print(Storage({url!r}).scans.record([{SCAN!r}])[0], flush=True)
 os._exit(0)"""], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     assert (tmp_path / "fakelens.db-wal").stat().st_size > 0
     gunicorn_conf.on_exit(SimpleNamespace(app=SimpleNamespace(wsgi=lambda: app)))
     assert sorted(p.name for p in tmp_path.glob("fakelens.db*")) == ["fakelens.db"]
-    assert Store(url).scan(scan_id)["verdict"] == "UNSURE"  # folded in, not lost
+    assert Storage(url).scans.scan(scan_id)["verdict"] == "UNSURE"  # folded in, not lost
