@@ -9,10 +9,9 @@ workers = int(os.environ.get("GATEWAY_WORKERS", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GATEWAY_THREADS", "8"))
 timeout = 60
-# The app is built once, in the master, and the workers fork from it: the banks' index it takes up (about
-# 5-8 s and 63 MB per million entries here, make pdq) is shared by every worker, copy-on-write, and a worker
-# that replaces a dead one serves at once. Built in each worker, the index would cost its memory once per
-# worker (gateway PSS with a million entries: 379 MB against 231 MB shared, README "How it scales").
+# The app is built once, in the master, and the workers fork from it: the banks' index it takes up is shared by
+# every worker, copy-on-write, and a worker that replaces a dead one serves at once. Built in each worker, the
+# index would cost its memory once per worker (README "How it scales" has the figures).
 preload_app = True
 wsgi_app = "gateway.app:create_app(follow=False)"  # the one place that names the app
 graceful_timeout = 10

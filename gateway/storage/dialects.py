@@ -149,5 +149,8 @@ DIALECTS: dict[str, Dialect] = {"sqlite": SQLite(), "postgresql": PostgreSQL()}
 
 
 def dialect_for(url: str | sa.URL) -> Dialect:
-    """The Dialect of the database `url` names (sqlite:///..., postgresql+psycopg://...)."""
-    return DIALECTS[sa.engine.make_url(url).get_backend_name()]
+    """The Dialect of the database `url` names (sqlite:///..., postgresql+psycopg://...); ValueError for others."""
+    name = sa.engine.make_url(url).get_backend_name()
+    if name not in DIALECTS:
+        raise ValueError(f"the database must be SQLite or PostgreSQL, not {name} (FAKELENS_DATABASE_URL)")
+    return DIALECTS[name]
