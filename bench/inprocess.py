@@ -3,7 +3,8 @@
 - the ceiling: the three TorchScript models called directly on decoded pixels, at the best batch size;
 - the seed's way: an HTTP server that calls the three models one after another for every upload.
 
-Both decode uploads exactly as the gateway does (gateway.images.to_pixels).
+Both decode uploads exactly as the gateway does (fakelens.images) and call the models through the core's
+in-process backend (fakelens.torchscript).
 """
 from __future__ import annotations
 
@@ -14,26 +15,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gateway.config import DEFAULTS
-from gateway.images import to_pixels
-
-MAX_PIXELS = DEFAULTS["MAX_PIXELS"]
+from fakelens.images import decode
+from fakelens.torchscript import TorchScript
 
 
-def load_models(repository: Path) -> dict[str, torch.jit.ScriptModule]:
-    """Every model of the repository (each <name>/config.pbtxt), as Triton would load it."""
-    return {p.parent.name: torch.jit.load(str(p.parent / "1" / "model.pt"), map_location="cpu").eval()
-            for p in sorted(repository.glob("*/config.pbtxt"))}
+def load_models(repository: Path) -> TorchScript:
+    """Every model of the repository, as Triton would load it."""
+    return TorchScript(repository, batch_size=1 << 30)  # the whole batch in one call: this is the ceiling
 
 
-def classify(models: dict, raws: list[bytes]) -> np.ndarray:
+def classify(models: TorchScript, raws: list[bytes]) -> np.ndarray:
     """Decode a batch of uploads and run every model on it: [len(models), N] P(FAKE)."""
-    x = torch.from_numpy(np.stack([to_pixels(r, MAX_PIXELS) for r in raws]))
-    with torch.inference_mode():
-        return np.stack([m(x)[:, 1].numpy() for m in models.values()])
+    answers = models.fan_out(np.stack([decode(r).pixels for r in raws])).answers
+    return np.stack([a.p_fake for a in answers.values()])
 
 
-def _rate(models: dict, images: list[bytes], bs: int, seconds: float) -> float:
+def _rate(models: TorchScript, images: list[bytes], bs: int, seconds: float) -> float:
     for _ in range(3):  # warm-up: TorchScript's profiling executor optimises each new shape on its first calls
         classify(models, images[:bs])
     done, start = 0, time.perf_counter()
@@ -43,7 +40,7 @@ def _rate(models: dict, images: list[bytes], bs: int, seconds: float) -> float:
     return done / (time.perf_counter() - start)
 
 
-def ceiling(models: dict, images: list[bytes], batch_sizes=(1, 8, 32, 64, 128), seconds: float = 8) -> dict:
+def ceiling(models: TorchScript, images: list[bytes], batch_sizes=(1, 8, 32, 64, 128), seconds: float = 8) -> dict:
     """Images/s of decode + three models per batch size, and the batch-1 latency of all three in a row."""
     rates = {bs: _rate(models, images, bs, seconds) for bs in batch_sizes}
     _rate(models, images, 1, 0)  # warm batch 1 again after the other shapes
@@ -58,7 +55,7 @@ def ceiling(models: dict, images: list[bytes], batch_sizes=(1, 8, 32, 64, 128), 
             "batch1_p95_ms": round(float(np.percentile(lat, 95)), 2)}
 
 
-def seed_app(models: dict):
+def seed_app(models: TorchScript):
     """The seed's serving: one process, per request the three models one after another at batch 1."""
     from flask import Flask, jsonify, request
 
@@ -67,7 +64,7 @@ def seed_app(models: dict):
     @app.post("/predict")
     def predict():
         p = classify(models, [request.files["image"].read()])[:, 0]
-        return jsonify({name: float(v) for name, v in zip(models, p)})
+        return jsonify({name: float(v) for name, v in zip(models.contracts, p)})
 
     return app
 

@@ -29,14 +29,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from bench import RESULTS
-from gateway import known
-from gateway.config import DEFAULTS
-from gateway.images import open_rgb
+from fakelens import known
+from fakelens.images import open_rgb
 from gateway.storage import Storage
 from training import degrade
 from training.realworld import load_set, realworld_dir
 
-MAX_PIXELS = DEFAULTS["MAX_PIXELS"]
 IMPORT_ROWS = 200_000  # a 20 MB upload (the gateway's default limit) holds about 250,000 CSV rows
 
 
@@ -109,10 +107,11 @@ def bank_of(n: int, repeats: int = 50) -> dict:
         size, peak = size + taken_up.hash_bytes(), peak + taken_up.hash_bytes()  # faiss's, unseen by tracemalloc
         del taken_up
     query = rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex()
-    index.match("0" * 64, query, 100)  # warm-up
+    probe = known.Hashes("0" * 64, query, 100)
+    index.match(probe)  # warm-up
     start = time.perf_counter()
     for _ in range(repeats):
-        index.match("0" * 64, query, 100)
+        index.match(probe)
     return {"hashes": n, "taken_up": len(index), "import_s": round(imported, 1), "take_up_s": round(synced, 1),
             "index_mb": round(size / 2**20, 1), "take_up_peak_mb": round(peak / 2**20, 1),
             "ms_per_query": round((time.perf_counter() - start) / repeats * 1000, 1)}
@@ -126,7 +125,7 @@ def main() -> None:
     originals, stems, distances, low, decoded = [], [], {name: [] for name in EDITS}, 0, []
     shared = {name: [] for name in ("same image", *SHARED_EDITS)}
     for item in tqdm(load_set(realworld_dir(args.realworld)), desc="hashing", unit="image"):
-        rgb = open_rgb(item["raw"], MAX_PIXELS)
+        rgb = open_rgb(item["raw"])
         decoded.append(rgb)
         pdq, quality = known.pdq_of(rgb)
         if quality < known.MIN_QUALITY:

@@ -39,16 +39,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench import RESULTS, inprocess
 from bench.load import run_level, sample_test_images
 from bench.procs import stack_usage
+from fakelens import known
+from fakelens.images import open_rgb
 from fakelens_client import DEFAULT_BATCH, DEFAULT_CONCURRENCY, Client
-from gateway import gunicorn_conf, known
-from gateway.config import DEFAULTS
-from gateway.images import open_rgb
-from gateway.metrics import RECORD_SECONDS
 from stack.launch import ROOT, UNLIMITED, Ports, Stack, free_ports
 
 # Triton's per-model counters: requests, executions (batches) and time spent queued.
 TRITON_COUNTERS = {"nv_inference_count", "nv_inference_exec_count", "nv_inference_queue_duration_us"}
-RECORD_HISTOGRAM = RECORD_SECONDS.describe()[0].name  # the gateway's time storing each request's scan records
+RECORD_HISTOGRAM = "fakelens_record_duration_seconds"  # the gateway's time storing each request's scan records
 
 
 def measure_levels(name: str, url: str, images: list[bytes], levels: list[int], seconds: float,
@@ -154,14 +152,13 @@ def enlarged(images: list[bytes], side: int = 512) -> list[bytes]:
 
 
 def hashing_ms(sets: dict[str, list[bytes]]) -> dict:
-    """In-process milliseconds per upload of the hashes records and matching need (gateway/known.py)."""
+    """In-process milliseconds per upload of the hashes records and matching need (fakelens/known.py)."""
     out = {}
     for name, imgs in sets.items():
-        rgbs = [open_rgb(raw, DEFAULTS["MAX_PIXELS"]) for raw in imgs[:200]]
+        rgbs = [open_rgb(raw) for raw in imgs[:200]]
         start = time.perf_counter()
         for raw, rgb in zip(imgs, rgbs):
-            known.sha256(raw)
-            known.pdq_of(rgb)
+            known.hashes_of(raw, rgb)
         out[name] = round((time.perf_counter() - start) * 1000 / len(rgbs), 2)
     return out
 
@@ -290,10 +287,8 @@ def main() -> None:
     ap.add_argument("--levels", default="1,4,16,64", help="concurrency levels")
     ap.add_argument("--seconds", type=float, default=20, help="per level")
     ap.add_argument("--images", type=int, default=1000, help="distinct CIFAKE test images to upload")
-    ap.add_argument("--workers", type=int, default=gunicorn_conf.workers,
-                    help="gunicorn workers of the stack started here (default: gateway/gunicorn_conf.py's)")
-    ap.add_argument("--threads", type=int, default=gunicorn_conf.threads,
-                    help="gunicorn threads per worker (default: gateway/gunicorn_conf.py's)")
+    ap.add_argument("--workers", type=int, help="gunicorn workers of the stack started here (default: the gateway's)")
+    ap.add_argument("--threads", type=int, help="gunicorn threads per worker (default: the gateway's)")
     ap.add_argument("--model-threads", type=int, default=1, help="torch threads per Triton model instance")
     ap.add_argument("--only-stack", action="store_true", help="skip the ceiling and the seed (tuning runs)")
     ap.add_argument("--only-features", action="store_true", help="only 5.: what each optional feature costs")

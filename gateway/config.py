@@ -4,16 +4,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from fakelens.images import MAX_PIXELS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULTS = {
-    # gRPC. Measured batch-1 p50 here: HTTP and gRPC within noise of each other (baseline_cnn
-    # 2.8-4.1 ms, resnet50 15.9-19.3 ms, both); gRPC wins on per-call deadlines, a thread-safe
-    # client and control over reconnect back-off.
+    # gRPC, not HTTP: as fast here (README, How it scales), with per-call deadlines, a thread-safe client
+    # and control over reconnect back-off.
     "TRITON_URL": "127.0.0.1:8001",
     "TRITON_TIMEOUT_S": 5.0,  # per model call; a slower model is reported missing, not waited for
     "MAX_CONTENT_LENGTH": 20 * 1024 * 1024,  # bytes per request (Flask answers 413 beyond)
-    "MAX_PIXELS": 50_000_000,  # width x height of one upload; bigger is a decompression bomb
+    "MAX_PIXELS": MAX_PIXELS,  # width x height of one upload; bigger is a decompression bomb
     "MAX_BATCH_ITEMS": 32,
     "RESULTS_DIR": str(ROOT / "training" / "results"),  # benchmark.json and the training plots
     "API_KEYS_FILE": None,  # one key per line; when set, /v1/* needs "Authorization: Bearer <key>"
@@ -29,6 +30,7 @@ DEFAULTS = {
 
 
 def flag(value: str) -> bool:
+    """An on/off variable: 0, false, no, off or empty are off."""
     return value.strip().lower() not in ("0", "false", "no", "off", "")
 
 
@@ -50,6 +52,7 @@ ENV = {
 
 
 def from_env(environ: os._Environ | dict | None = None) -> dict:
+    """DEFAULTS overridden by the FAKELENS_* variables set in `environ` (default: os.environ)."""
     environ = os.environ if environ is None else environ
     cfg = dict(DEFAULTS)
     for var, (key, parse) in ENV.items():

@@ -9,9 +9,9 @@ workers = int(os.environ.get("GATEWAY_WORKERS", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GATEWAY_THREADS", "8"))
 timeout = 60
-# The app is built once, in the master, and the workers fork from it: the banks' index it takes up is shared by
-# every worker, copy-on-write, and a worker that replaces a dead one serves at once. Built in each worker, the
-# index would cost its memory once per worker (README "How it scales" has the figures).
+# The app is built once, in the master, and the workers fork from it: the banks' index it takes up is shared
+# by every worker, copy-on-write, and a worker that replaces a dead one serves at once. Built in each worker,
+# the index would cost its memory once per worker (README, How it scales).
 preload_app = True
 wsgi_app = "gateway.app:create_app(follow=False)"  # the one place that names the app
 graceful_timeout = 10
@@ -23,19 +23,19 @@ errorlog = "-"
 
 
 def post_worker_init(worker):
-    # Threads do not survive a fork: each worker starts its own follower of the database.
-    from gateway.app import follow_banks
+    # Threads do not survive a fork: each worker starts its own follower of the database (and retention sweep).
+    from gateway.app import start_threads
 
-    follow_banks(worker.wsgi)
+    start_threads(worker.wsgi)
 
 
 def worker_exit(server, worker):
     # Close this worker's database connections: when the last one closes, SQLite folds its write-ahead log back
     # into the database file, so a stopped stack leaves one file (.data/fakelens.db) to copy or back up, not three.
-    # The follower stops first: its next sync, during the worker's last moments, would open a connection again.
-    follower = worker.wsgi.extensions.get("follower")
-    if follower is not None:
-        follower.stop()
+    # The threads stop first: their next step, during the worker's last moments, would open a connection again.
+    from gateway.app import stop_threads
+
+    stop_threads(worker.wsgi)
     storage = worker.wsgi.extensions.get("storage")
     if storage is not None:
         storage.close()

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
+from fakelens.backends import ModelError
 from gateway.metrics import render
-from gateway.triton import ModelError, get_triton
 
 bp = Blueprint("health", __name__)
 
@@ -17,7 +17,7 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     try:
-        ready = get_triton().readiness()
+        ready = current_app.extensions["backend"].readiness()
     except ModelError as exc:
         return jsonify(status="unavailable", reason=str(exc)), 503
     missing = [m for m, ok in ready.items() if not ok]

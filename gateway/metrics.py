@@ -8,6 +8,8 @@ from pathlib import Path
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
+from fakelens.backends import FanOut
+from fakelens.judge import Judgement
 from gateway.storage import ScanStore
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -73,6 +75,29 @@ def init_labels(models: tuple[str, ...] = ("ensemble",)) -> None:
         ERRORS.labels(reason)
     for endpoint in ENDPOINTS:
         IMAGES.labels(endpoint)
+
+def observe_fanout(fanout: FanOut, images: int, endpoint: str) -> None:
+    """One batch asked of the models: each model's call time, the models that failed and why."""
+    for err in fanout.errors.values():
+        ERRORS.labels(err.reason).inc()
+    for model, answer in fanout.answers.items():
+        TRITON_SECONDS.labels(model).observe(answer.latency_ms / 1000)
+    IMAGES.labels(endpoint).inc(images)
+    if fanout.errors:
+        DEGRADED.inc(images)
+
+
+def observe_judgements(judgements: list[Judgement]) -> None:
+    """Each model's reading, the verdict, the provenance found and the bank matched, per upload."""
+    for j in judgements:
+        for model, answer in j.models.items():
+            VERDICTS.labels(model, answer.verdict).inc()
+        VERDICTS.labels("ensemble", j.decision.verdict).inc()
+        for e in j.examined.provenance.evidence:
+            PROVENANCE.labels(e.source, str(e.ai_generated).lower()).inc()
+        if j.match is not None:
+            MATCHES.labels(j.match.bank).inc()
+
 
 # Benchmark-table figure -> gauge name. One gauge per figure, labelled by model.
 BENCHMARK_GAUGES = {"f1": "fakelens_model_f1", "precision": "fakelens_model_precision",

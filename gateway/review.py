@@ -11,12 +11,12 @@ import re
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
 
-from gateway import known
+from fakelens.images import BadImage, open_rgb
+from fakelens.known import hashes_of
 from gateway.auth import require_key, require_reviewer
 from gateway.errors import ApiError
-from gateway.images import BadImage, open_rgb
 from gateway.metrics import AGREEMENT, REVIEWS
-from gateway.storage import LABELS, NotFound, Storage
+from gateway.storage import LABELS, NotFound, Storage, StoreError
 
 bp = Blueprint("review", __name__, url_prefix="/v1")
 bp.before_request(require_key)
@@ -36,6 +36,16 @@ def reviewers_only():
 
 def _storage() -> Storage:
     return current_app.extensions["storage"]
+
+
+def _matched_at_once() -> None:
+    """This worker's index takes up the entry it just stored, so the next upload here is matched by it; the other
+    workers' followers take it up within their next sync. A database that fails here is left to the follower."""
+    storage = _storage()
+    try:
+        current_app.extensions["index"].sync(storage.banks)
+    except StoreError as exc:
+        current_app.logger.warning("bank entry left to the follower: %s", exc)
 
 
 def _label(value) -> str:
@@ -112,6 +122,7 @@ def review(scan_id: str):
         done, entry = _storage().reviews.review(scan_id, label, note, key.id)
     except NotFound:
         raise ApiError(404, "unknown_scan", f"no scan {scan_id!r}") from None
+    _matched_at_once()
     REVIEWS.labels(label).inc()
     line = (record["rule"] or {}).get("threshold", 0.5)  # each model's reading as the verdict rule reads it
     readings = {m: ("FAKE" if a["prob_fake"] >= line else "REAL") for m, a in record["models"].items()}
@@ -135,9 +146,10 @@ def add_entry(bank: str):
         rgb = open_rgb(raw, current_app.config["MAX_PIXELS"])
     except BadImage as exc:
         raise ApiError(413 if exc.reason == "too_many_pixels" else 400, exc.reason, str(exc)) from None
-    pdq, quality = known.pdq_of(rgb)
-    row = {"sha256": known.sha256(raw), "pdq": pdq, "pdq_quality": quality, "label": label, "note": note}
+    h = hashes_of(raw, rgb)
+    row = {"sha256": h.sha256, "pdq": h.pdq, "pdq_quality": h.pdq_quality, "label": label, "note": note}
     entry = _storage().banks.add_entry(_bank(bank), row, key.id)
+    _matched_at_once()
     return jsonify(entry), 201
 
 

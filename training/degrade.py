@@ -7,7 +7,7 @@ One family of degradations serves two purposes:
 
 Every degradation maps a 32x32 RGB PIL image to an RGB PIL image (any size), or to the
 bytes of a file when it is a re-encoding; `model_view` then gives the pixels the models
-see, exactly as the gateway makes them (gateway.images).
+see, exactly as the gateway makes them (fakelens.images).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from gateway.images import model_view
+from fakelens.images import model_view
 
 Degrade = Callable[[Image.Image], "Image.Image | bytes"]
 

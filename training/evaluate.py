@@ -2,8 +2,8 @@
 
     python -m training.evaluate   # -> training/results/benchmark.json + PNG plots
 
-It scores exactly what Triton serves (model_repository/<name>/1/model.pt, fed
-uint8 HWC pixels), adds the ensemble (the weighted mean of the calibrated P(FAKE)), and
+It scores exactly what Triton serves (model_repository/<name>/1/model.pt, fed uint8 HWC pixels,
+through the core's in-process backend), adds the ensemble (the verdict rule's weighted mean), and
 merges in each model's training record (train.json). It fits the verdict rule
 (training/rule.py) and writes it into the model repository, then runs the
 real-world benchmark (training/realworld.py) under that rule.
@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from gateway.images import SIZE
-from gateway.verdict import NATIVE, RESIZED, Rule
+from fakelens.images import SIZE
+from fakelens.torchscript import TorchScript
+from fakelens.verdict import NATIVE, RESIZED, Rule
 from training import data, degrade, plots, realworld, rule
 from training.loop import pick_device
 from training.metrics import binary_metrics
@@ -40,12 +40,11 @@ NOTES = [
 ENLARGED_TEST_IMAGES = 1000  # x 15 upscales: the "resized" confidence is measured on 15,000 uploads
 
 
-def scripted_p_fake(model: torch.jit.ScriptModule, x: np.ndarray, desc: str, batch_size: int = 500) -> np.ndarray:
-    out = []
-    with torch.inference_mode():
-        for start in tqdm(range(0, len(x), batch_size), desc=desc, unit="batch", leave=False):
-            out.append(model(torch.from_numpy(x[start:start + batch_size]))[:, 1].numpy())
-    return np.concatenate(out)
+def p_fake(backend: TorchScript, model: str, x: np.ndarray) -> np.ndarray:
+    """One model's P(FAKE) for every image, a progress bar over its batches."""
+    size = backend.batch_size
+    return np.concatenate([backend.answer(model, x[at:at + size]).p_fake
+                           for at in tqdm(range(0, len(x), size), desc=model, unit="batch", leave=False)])
 
 
 def ensemble_weights(val_probs: dict[str, np.ndarray], y: np.ndarray, step: float = 0.05) -> dict[str, float]:
@@ -82,18 +81,18 @@ def markdown_table(table: dict) -> str:
 
 
 def evaluate(repository: Path, results: Path, test: data.Split, dropped: dict, val: data.Split) -> dict:
-    names = [p.parent.name for p in sorted(repository.glob("*/config.pbtxt"))]
+    backend = TorchScript(repository, batch_size=realworld.BATCH)
+    names = list(backend.contracts)
     # Validation as uploaded, then degraded: the ensemble weights are fitted on both (NOTES).
     fit_x = np.concatenate([val.x, degrade.augment(val.x, np.random.default_rng(0), 1.0)])
     # Test images enlarged as people enlarge them: what a "resized" verdict's confidence is measured on.
     enlarged = rule.enlarged(test.x, test.y, n=ENLARGED_TEST_IMAGES, seed=1)
     rows, probs, fit_probs, enlarged_probs = {}, {}, {}, {}
     for name in names:
-        model = torch.jit.load(str(repository / name / "1" / "model.pt"), map_location="cpu").eval()
-        fit_probs[name] = scripted_p_fake(model, fit_x, name)
-        enlarged_probs[name] = scripted_p_fake(model, enlarged["pixels"], name)
+        fit_probs[name] = p_fake(backend, name, fit_x)
+        enlarged_probs[name] = p_fake(backend, name, enlarged["pixels"])
         start = time.time()
-        probs[name] = scripted_p_fake(model, test.x, name)
+        probs[name] = p_fake(backend, name, test.x)
         row = binary_metrics(test.y, probs[name])
         row["test_seconds"] = round(time.time() - start, 1)
         record = results / name / "train.json"
@@ -108,8 +107,9 @@ def evaluate(repository: Path, results: Path, test: data.Split, dropped: dict, v
         print(f"{name}: F1 {row['f1']:.4f}  acc {row['accuracy']:.4f}  AUC {row['roc_auc']:.4f}")
     # The verdict rule is written for any repository, one model or several: the gateway needs it to answer.
     weights = ensemble_weights(fit_probs, np.concatenate([val.y, val.y])) if len(names) > 1 else {names[0]: 1.0}
-    ens = sum(weights[n] * probs[n] for n in names)
-    margin = rule.fit_margin(sum(weights[n] * fit_probs[n][:len(val)] for n in names))  # on clean validation only
+    unfitted = Rule(weights, rule.THRESHOLD, 0.0, 0.0, rule.MAX_SIDE, {NATIVE: 0.0, RESIZED: 0.0})
+    ens = unfitted.combine(probs)  # the served ensemble: the rule's weighted mean
+    margin = rule.fit_margin(unfitted.combine({n: fit_probs[n][:len(val)] for n in names}))  # on clean validation only
     max_detail = rule.fit_max_detail_lost(val.x, val.y)
     draft = Rule(weights, rule.THRESHOLD, margin, max_detail, rule.MAX_SIDE, {NATIVE: 0.0, RESIZED: 0.0})
     measured = {NATIVE: rule.decided(rule.verdicts(draft, probs, np.full(len(test), SIZE), np.zeros(len(test))), test.y),

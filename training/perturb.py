@@ -5,7 +5,7 @@
 Each degradation of training/degrade.py (BATTERY, and the HELD_BACK battery of the same
 kinds with other settings) is applied to the same test images; the result is uploaded as
 the bytes a user would send (lossless PNG, or the JPEG/WebP the degradation wrote) and
-judged as served (realworld.Served: the gateway's decoding, the TorchScript files, the
+judged as served (realworld.Served: the core's examiner and judge, the TorchScript files, the
 verdict rule from the model repository). With `--url` the same uploads go to a running
 service instead (fakelens_client), and the table is written as perturb-gateway.json/png.
 """

@@ -2,9 +2,9 @@
 
     python -m training.realworld   # -> training/results/realworld.json + realworld.png
 
-"As served" means the gateway's own code on the bytes a user uploads: gateway.uploads.examine
+"As served" means the core the gateway runs (fakelens) on the bytes a user uploads: its examiner
 (provenance from the file and its pixels, EXIF orientation, thumbnail, CIFAKE's JPEG), the
-TorchScript files Triton serves, and the verdict rule from the model repository.
+TorchScript files Triton serves, and its judge under the verdict rule from the model repository.
 Every image is also scored saved in the other container (AI images as PNG, the rest as
 lossless WebP: the same pixels), since in this set every AI image happens to be a WebP.
 
@@ -27,18 +27,19 @@ from PIL import Image, ImageOps
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
-from gateway.config import DEFAULTS
-from gateway.images import BadImage
-from gateway.uploads import examine
-from gateway.verdict import Rule
-from training import rule as rule_file
+from fakelens.contract import rule_of
+from fakelens.examine import Examiner
+from fakelens.images import BadImage
+from fakelens.judge import Judge, Judgement
+from fakelens.torchscript import TorchScript
+from fakelens.verdict import Rule
 from training.paths import REALWORLD, REPOSITORY, RESULTS
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 RIGHT = {"real_photo": "REAL", "human_nonphoto": "REAL", "ai_generated": "FAKE"}  # human-made art is not AI
-MAX_PIXELS = DEFAULTS["MAX_PIXELS"]
+BATCH = 500  # images per model call in this process
 
 
 def realworld_dir(override: str | os.PathLike | None = None) -> Path:
@@ -65,37 +66,32 @@ def other_container(raw: bytes, label: str) -> bytes:
 
 
 class Served:
-    """The gateway's decision for a list of uploads, computed in this process."""
+    """The gateway's decision for a list of uploads, computed in this process by the same core."""
 
     def __init__(self, repository: Path = REPOSITORY):
-        self.rule: Rule = rule_file.load(repository)
-        self.models = {name: torch.jit.load(str(repository / name / "1" / "model.pt"), map_location="cpu").eval()
-                       for name in self.rule.weights}
+        self.backend = TorchScript(repository, batch_size=BATCH)
+        self.rule: Rule = rule_of({m: c.parameters for m, c in self.backend.contracts.items()})
+        self.examine, self.judge = Examiner(), Judge()
 
     def __call__(self, raws: list[bytes]) -> list[dict]:
-        out, uploads = [], []
-        for raw in raws:
+        """A row per upload: the decision, the combined and per-model P(FAKE), size and detail lost;
+        {"verdict": None, "error": ...} for a file that cannot be judged."""
+        examined, errors = [], {}
+        for i, raw in enumerate(raws):
             try:
-                uploads.append(examine(raw, MAX_PIXELS)[:2])
+                examined.append(self.examine(raw))
             except BadImage as exc:
-                uploads.append((None, str(exc)))
-        ok = [u for u, _ in uploads if u is not None]
-        probs = {}
-        if ok:
-            x = torch.from_numpy(np.stack([u.pixels for u in ok]))
-            with torch.inference_mode():
-                probs = {m: net(x)[:, 1].numpy() for m, net in self.models.items()}
-        i = 0
-        for upload, prov in uploads:
-            if upload is None:
-                out.append({"verdict": None, "error": prov})
-                continue
-            p_models = {m: float(v[i]) for m, v in probs.items()}
-            out.append({**self.rule.decide(p_models, (upload.width, upload.height), upload.detail_lost, prov),
-                        "prob_fake": self.rule.combine(p_models), "models": p_models,
-                        "detail_lost": upload.detail_lost, "size": [upload.width, upload.height]})
-            i += 1
-        return out
+                errors[i] = str(exc)
+        judged = iter(self.judge.judge(examined, self.backend.fan_out(np.stack([e.upload.pixels for e in examined])))
+                      if examined else [])
+        return [{"verdict": None, "error": errors[i]} if i in errors else _row(next(judged)) for i in range(len(raws))]
+
+
+def _row(j: Judgement) -> dict:
+    d, r = j.decision, j.reading
+    return {"verdict": d.verdict, "decided_by": d.decided_by, "confidence": d.confidence, "domain": d.domain,
+            "models_used": d.models_used, "reason": d.reason, "prob_fake": r.prob_fake, "models": r.p_models,
+            "detail_lost": r.detail_lost, "size": list(r.size)}
 
 
 def figures(rows: list[dict]) -> dict:

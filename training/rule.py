@@ -11,13 +11,11 @@
   as uploaded (32x32, "native") and on test images enlarged as above ("resized"). It is what
   the gateway reports as the confidence of a decided verdict, not a model's probability.
 
-The size limit is what keeps the models off real-world uploads: on the 145 dev images their
-scores are a coin flip (ROC-AUC 0.49), and smooth photos, art and renders lose as little
-detail in a 32x32 view as an enlarged CIFAKE image does (dev: 11 of 145 under the detail
-limit, 1 of 11 wrong; the held-back set: about one in four wrong). Only 2 of the 145 are
-128 px or smaller. The dev set reports how the rule does; it fits nothing.
+The size limit is what keeps the models off real-world uploads: there their scores are a coin
+flip, and smooth photos, art and renders lose as little detail in a 32x32 view as an enlarged
+CIFAKE image does (README, What it can judge). The dev set reports how the rule does; it fits nothing.
 
-The gateway reads the result from Triton (gateway/verdict.py `Rule.from_parameters`).
+Every backend hands the result to the judge with the models' answers (fakelens.contract).
 """
 from __future__ import annotations
 
@@ -27,10 +25,11 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import text_format
 from PIL import Image
-from tritonclient.grpc import model_config_pb2 as mc
 
-from gateway.images import SIZE, detail_lost, model_view
-from gateway.verdict import NATIVE, RESIZED, Rule
+from fakelens.contract import read_config, read_repository, rule_of
+from fakelens.images import SIZE, detail_lost, model_view
+from fakelens.provenance import NOTHING
+from fakelens.verdict import NATIVE, RESIZED, Rule
 
 THRESHOLD = 0.5
 MAX_UNSURE = 0.03  # of validation images; the bar on the test split is 5%
@@ -71,9 +70,8 @@ def fit_max_detail_lost(val_x: np.ndarray, val_y: np.ndarray) -> float:
 
 def verdicts(rule: Rule, p_models: dict[str, np.ndarray], sides: np.ndarray, details: np.ndarray) -> np.ndarray:
     """The rule's verdict for each image (no provenance), from each model's P(FAKE)."""
-    nothing = {"ai_generated": None, "evidence": []}
-    return np.array([rule.decide({m: float(p[i]) for m, p in p_models.items()}, (int(side), int(side)), float(d),
-                                 nothing)["verdict"] for i, (side, d) in enumerate(zip(sides, details))])
+    return np.array([rule.decide(rule.read({m: float(p[i]) for m, p in p_models.items()}, (int(side), int(side)),
+                                           float(d)), NOTHING).verdict for i, (side, d) in enumerate(zip(sides, details))])
 
 
 def decided(verdict: np.ndarray, y: np.ndarray) -> dict:
@@ -93,7 +91,7 @@ def write(repository: Path, weights: dict[str, float], margin: float, max_detail
     for name, weight in weights.items():
         for rel in CONFIGS:
             path = repository / name / rel
-            cfg = text_format.Parse(path.read_text(), mc.ModelConfig())
+            cfg = read_config(path)
             cfg.parameters["ensemble_weight"].string_value = f"{weight:g}"
             cfg.parameters["verdict_rule"].string_value = shared
             path.write_text(text_format.MessageToString(cfg))
@@ -101,11 +99,7 @@ def write(repository: Path, weights: dict[str, float], margin: float, max_detail
 
 
 def load(repository: Path) -> Rule:
-    """The rule as the gateway will read it, from the configs in `repository`."""
-    params = {}
-    for path in sorted(repository.glob("*/config.pbtxt")):
-        cfg = text_format.Parse(path.read_text(), mc.ModelConfig())
-        params[cfg.name] = {k: v.string_value for k, v in cfg.parameters.items()}
-    return Rule.from_parameters(params)
+    """The rule as every backend will hand it over, from the configs in `repository`."""
+    return rule_of({m: c.parameters for m, c in read_repository(repository).items()})
 
 

@@ -8,7 +8,7 @@ Unmarked images, each decoded as the gateway decodes (both channel orders, float
 - CIFAKE test images enlarged to 256 px (nearest, bilinear, bicubic): the smallest size that carries a mark;
 - synthetic patterns the fuzz tests would never think of as images: noise, flat colours, gradients,
   stripes and checkerboards, where a decoder's votes are most correlated.
-The threshold of each mark (gateway/watermark.py MARKS) must sit above the best match of every
+The threshold of each mark (fakelens/watermark.py MARKS) must sit above the best match of every
 one of these; the margin is the gap. The marked side embeds each message with invisible-watermark's
 own encoder (a test-only dependency) into dev photos and saves them the ways people do.
 """
@@ -26,8 +26,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from gateway import watermark
-from gateway.images import open_rgb
+from fakelens import watermark
+from fakelens.images import open_rgb
 from training import data
 from training.paths import RESULTS
 from training.realworld import load_set, other_container, realworld_dir

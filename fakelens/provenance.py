@@ -22,13 +22,14 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
-from gateway import watermark
-from gateway.c2pa_reader import Reader, ReadTimeout
-from gateway.metrics import C2PA_ABANDONED
+from fakelens import watermark
+from fakelens.c2pa_reader import Reader, ReadTimeout
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 # Digital source types that say the pixels were made by an algorithm (AI or not), and those
@@ -40,7 +41,6 @@ MAX_SCAN_BYTES = 32 * 1024 * 1024  # uploads are capped lower; this bounds every
 MAX_TEXT = 256 * 1024  # characters of one metadata text that are looked at
 C2PA_TIMEOUT_S = 2.0
 C2PA_MARKERS = (b"c2pa", b"jumb")  # a manifest store is a JUMBF box labelled c2pa
-_c2pa = Reader(on_abandon=C2PA_ABANDONED.inc)
 
 XMP_PACKET = re.compile(rb"<x:xmpmeta[^>]{0,2000}>.{0,4000000}?</x:xmpmeta>", re.S)
 XMP_SOURCE_TYPE = re.compile(r"DigitalSourceType.{0,300}?digitalsourcetype/([A-Za-z]{1,60})", re.S | re.I)
@@ -51,8 +51,37 @@ A1111_MODEL = re.compile(r"Model: ([^,\n]{1,80})")
 EXIF_IFD, USER_COMMENT, SOFTWARE = 0x8769, 0x9286, 0x0131
 
 
-def _evidence(source: str, detail: str, generator: str | None, ai: bool | None, **extra) -> dict:
-    return {"source": source, "detail": detail, "generator": generator, "ai_generated": ai, **extra}
+@dataclass(frozen=True)
+class Evidence:
+    """One finding: where it was read, what it says, and whether it claims the image was generated
+    (True), captured by a camera (False), or neither (None)."""
+    source: str  # c2pa, xmp, png_text, exif, watermark
+    detail: str
+    generator: str | None
+    ai_generated: bool | None
+    extra: Mapping[str, object] = field(default_factory=dict)  # c2pa: signature; watermark: bits_matched, of
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "detail": self.detail, "generator": self.generator,
+                "ai_generated": self.ai_generated, **self.extra}
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What an uploaded file says of its own origin: True when any evidence claims generation,
+    False when some claims capture and none generation, None when nothing claims either."""
+    ai_generated: bool | None
+    evidence: tuple[Evidence, ...]
+
+    def as_dict(self) -> dict:
+        return {"ai_generated": self.ai_generated, "evidence": [e.as_dict() for e in self.evidence]}
+
+
+NOTHING = Provenance(None, ())
+
+
+def _evidence(source: str, detail: str, generator: str | None, ai: bool | None, **extra) -> Evidence:
+    return Evidence(source, detail, generator, ai, extra)
 
 
 # -- C2PA --------------------------------------------------------------------------------
@@ -78,11 +107,11 @@ def _source_types(manifest: dict) -> list[tuple[str, str | None]]:
     return out
 
 
-def c2pa_evidence(raw: bytes) -> list[dict]:
+def c2pa_evidence(raw: bytes, reader: Reader) -> list[Evidence]:
     if not any(m in raw[:MAX_SCAN_BYTES] for m in C2PA_MARKERS):
         return []
     try:
-        store = _c2pa.read(raw, C2PA_TIMEOUT_S)
+        store = reader.read(raw, C2PA_TIMEOUT_S)
     except ReadTimeout:
         return [_evidence("c2pa", f"manifest not read within {C2PA_TIMEOUT_S:g} s", None, None)]
     if not store or not isinstance(store.get("manifests"), dict):
@@ -109,7 +138,7 @@ def c2pa_evidence(raw: bytes) -> list[dict]:
 
 
 # -- XMP ---------------------------------------------------------------------------------
-def xmp_evidence(raw: bytes, xmp_texts: list[str]) -> list[dict]:
+def xmp_evidence(raw: bytes, xmp_texts: list[str]) -> list[Evidence]:
     packets = [m.group(0).decode("utf-8", "replace") for m in XMP_PACKET.finditer(raw[:MAX_SCAN_BYTES])]
     out = []
     for packet in dict.fromkeys(packets + xmp_texts):  # Pillow's copy and the raw scan may find one packet twice
@@ -121,6 +150,12 @@ def xmp_evidence(raw: bytes, xmp_texts: list[str]) -> list[dict]:
             if hit not in out:
                 out.append(hit)
     return out
+
+
+# -- invisible watermarks ------------------------------------------------------------------
+def watermark_evidence(rgb: np.ndarray) -> list[Evidence]:
+    return [_evidence("watermark", f"invisible DWT-DCT watermark, {bits} of {len(m.bits)} bits", m.generator, True,
+                      bits_matched=bits, of=len(m.bits)) for m, bits in watermark.found(rgb)]
 
 
 # -- generator text (PNG text chunks, EXIF UserComment) -------------------------------------
@@ -194,15 +229,14 @@ def _metadata(raw: bytes) -> tuple[dict[str, str], dict[str, str], list[str]]:
     return texts, exif_texts, xmp
 
 
-def read(raw: bytes, rgb: np.ndarray | None = None) -> dict:
-    """{"ai_generated": True | False | None, "evidence": [...]} for one uploaded file; with its decoded
-    RGB pixels, the generator watermarks in them too."""
+def read(raw: bytes, rgb: np.ndarray | None, c2pa: Reader) -> Provenance:
+    """The provenance of one uploaded file; with its decoded RGB pixels, the generator watermarks in them too."""
     texts, exif_texts, xmp = _metadata(raw)
-    evidence = c2pa_evidence(raw) + xmp_evidence(raw, xmp) + (watermark.evidence(rgb) if rgb is not None else [])
+    evidence = c2pa_evidence(raw, c2pa) + xmp_evidence(raw, xmp) + (watermark_evidence(rgb) if rgb is not None else [])
     for source, fields in (("png_text", texts), ("exif", exif_texts)):
         for key, text in fields.items():
             hit = generator_marker(key, text)
             if hit:
                 evidence.append(_evidence(source, hit[0], hit[1], True))
-    claims = {e["ai_generated"] for e in evidence} - {None}
-    return {"ai_generated": True if True in claims else (False if claims else None), "evidence": evidence}
+    claims = {e.ai_generated for e in evidence} - {None}
+    return Provenance(True if True in claims else (False if claims else None), tuple(evidence))

@@ -12,10 +12,10 @@ import pytest
 import requests
 from PIL import Image
 
+from fakelens.images import open_rgb
+from fakelens.known import MAX_DISTANCE, MIN_QUALITY, PDQ_SIDE, Index, distance, pdq_of
 from fakelens_client import Client
 from gateway.config import DEFAULTS
-from gateway.images import open_rgb
-from gateway.known import MAX_DISTANCE, MIN_QUALITY, PDQ_SIDE, Index, distance, pdq_of
 from stack.launch import UNLIMITED, Ports, Stack, free_ports
 from tests.conftest import CLIENT, REVIEWER, ROOT, Known, cli, new_database
 from training.realworld import load_set, realworld_dir
@@ -366,135 +366,3 @@ def flipped(pdq: str, bits: int) -> str:
     """The hash with its first `bits` bits inverted: a copy at that Hamming distance."""
     value = int(pdq, 16) ^ (((1 << bits) - 1) << (256 - bits))
     return f"{value:064x}"
-
-
-def as_columns(*entries: dict) -> dict:
-    """Entries as the columns BankStore.entries_after gives an index."""
-    return {k: [e.get(k) for e in entries] for k in ("entry", "sha256", "pdq", "pdq_quality", "replaces", *Index.FIELDS)}
-
-
-def test_the_index_matches_within_the_threshold_and_drops_rows_retired_by_later_reviews():
-    pdq = "5a" * 32
-    index = Index()
-    index.add(as_columns({"entry": 1, "sha256": "a" * 64, "pdq": pdq, "pdq_quality": 90, "label": "FAKE", "bank": "reviewed",
-                "note": "a render", "scan_id": "s1", "created_at": "2026-12-01T10:00:00+00:00"}))
-    assert index.match("b" * 64, flipped(pdq, MAX_DISTANCE), 90) == {
-        "entry": 1, "distance": MAX_DISTANCE, "bank": "reviewed", "label": "FAKE", "note": "a render", "scan_id": "s1",
-        "created_at": "2026-12-01T10:00:00+00:00"}
-    assert index.match("b" * 64, flipped(pdq, MAX_DISTANCE + 1), 90) is None
-    assert index.match("b" * 64, pdq, MIN_QUALITY - 1) is None  # a flat image's hash is noise
-    assert index.match("a" * 64, None, None)["distance"] == 0  # the same bytes, whatever their pixels
-    # A second review of the same scan replaces the first: its label wins, and the retired row stops
-    # costing queries once most rows are retired.
-    index.add(as_columns({"entry": 2, "replaces": 1, "sha256": "a" * 64, "pdq": pdq, "pdq_quality": 90, "label": "REAL"}))
-    assert index.match("b" * 64, pdq, 90)["label"] == "REAL"
-    assert index.match("a" * 64, None, None)["label"] == "REAL"
-    assert len(index) == 1
-    index.add(as_columns({"entry": 3, "sha256": "c" * 64, "label": "FAKE"}))  # bytes, no pixels
-    assert index.match("c" * 64, None, None)["entry"] == 3 and index.match("d" * 64, pdq, 90)["entry"] == 2
-
-
-def test_the_index_keeps_each_hash_with_its_entry_when_it_drops_retired_rows():
-    """Every entry reviewed again: the first hundred retire, the index drops them, and each hash must still
-    report its own (new) entry."""
-    rng = random.Random(0)
-    hashes = [f"{rng.getrandbits(256):064x}" for _ in range(100)]
-    index = Index()
-    index.add(as_columns(*[{"entry": i + 1, "pdq": h, "pdq_quality": 90, "label": "FAKE", "note": f"first {i}"}
-                           for i, h in enumerate(hashes)]))
-    odd, even = list(range(1, 100, 2)), list(range(0, 100, 2))
-
-    def again(at: list[int], first_id: int) -> dict:
-        return as_columns(*[{"entry": first_id + k, "replaces": i + 1, "pdq": hashes[i], "pdq_quality": 90,
-                             "label": "REAL", "note": f"again {i}"} for k, i in enumerate(at)])
-
-    index.add(again(odd, 101))
-    assert len(index) == 150  # a third retired: kept, and never matched
-    index.add(again(even, 151))
-    assert len(index) == 100  # half retired: dropped
-    for i, h in enumerate(hashes):
-        assert index.match("0" * 64, h, 90) == {"entry": 101 + odd.index(i) if i % 2 else 151 + even.index(i),
-                                                "distance": 0, "bank": None, "label": "REAL", "note": f"again {i}",
-                                                "scan_id": None, "created_at": None}
-
-
-def test_large_images_hash_the_same_at_any_size_and_close_to_a_full_resolution_hash(dev):
-    """The gateway hashes a downscaled copy (PDQ_SIDE), so a photo and its half-size copy hash alike, and a bank
-    hashed at full resolution by another tool still matches."""
-    large = [open_rgb(raw, DEFAULTS["MAX_PIXELS"]) for raws in dev.values() for raw in raws]
-    large = [im for im in large if min(im.size) >= 4 * PDQ_SIDE][:5]
-    assert len(large) == 5
-    for im in large:
-        ours, quality = pdq_of(im)
-        assert quality >= MIN_QUALITY
-        assert distance(ours, pdq_of(im.resize((im.width // 2, im.height // 2), Image.LANCZOS))[0]) <= 8
-        assert distance(ours, pdq_of(im, max_side=None)[0]) <= MAX_DISTANCE
-
-
-def test_a_workers_index_follows_the_database_without_requests_and_stops_with_its_app(tmp_path):
-    import gc
-
-    from gateway.app import create_app
-    from gateway.known import SYNC_S
-    from gateway.storage import Storage
-
-    url = f"sqlite:///{tmp_path / 'fakelens.db'}"
-    Storage(url).banks.add_entries("shared", {"pdq": ["5a" * 32], "pdq_quality": [90], "label": ["FAKE"], "note": ["before"]}, None)
-    app = create_app({"DATABASE_URL": url, "RESULTS_DIR": str(tmp_path)})
-    index = app.extensions["index"]
-    assert index.match("0" * 64, "5a" * 32, 90)["note"] == "before"  # taken up at start
-    Storage(url).banks.add_entries("shared", {"pdq": ["a5" * 32], "pdq_quality": [90], "label": ["REAL"], "note": ["after"]}, None)
-    deadline = time.monotonic() + 5 * SYNC_S
-    while index.match("0" * 64, "a5" * 32, 90) is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert index.match("0" * 64, "a5" * 32, 90)["note"] == "after"  # no request asked for it
-    follower = app.extensions["follower"]
-    del app, index
-    gc.collect()
-    follower.join(timeout=4 * SYNC_S)
-    assert not follower.is_alive()  # a test's app, gone: its thread does not poll the database for ever
-
-
-SCAN = {"sha256": "0" * 64, "width": 1, "height": 1, "verdict": "UNSURE", "models": {}, "provenance": {}}  # a record
-
-
-def test_a_worker_that_exits_leaves_the_database_one_file(tmp_path):
-    """gunicorn's worker_exit: the follower stops before the connections close. Before, its next sync, in the
-    worker's last moments, opened a connection again, and a stopped `make up` left fakelens.db-wal and -shm
-    beside the database (3 stops of 4 here), so a copy of fakelens.db alone missed what the log held."""
-    from types import SimpleNamespace
-
-    from gateway import gunicorn_conf
-    from gateway.app import create_app
-    from gateway.known import SYNC_S
-
-    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'fakelens.db'}", "RESULTS_DIR": str(tmp_path)})
-    app.extensions["storage"].scans.record([SCAN])
-    assert (tmp_path / "fakelens.db-wal").exists()  # WAL mode, with a connection open
-    gunicorn_conf.worker_exit(None, SimpleNamespace(wsgi=app))  # as gunicorn calls it, in the exiting worker
-    time.sleep(3 * SYNC_S)  # the follower's next syncs, had it not stopped
-    assert sorted(p.name for p in tmp_path.glob("fakelens.db*")) == ["fakelens.db"]
-    assert not app.extensions["follower"].is_alive()
-
-
-def test_gunicorns_master_folds_a_log_the_workers_left_into_the_database(tmp_path):
-    """Two workers closing at the same moment can each still see the other, and neither folds SQLite's write-ahead
-    log back (1 stop of 4 of `make up`). The master's on_exit, after every worker has gone, closes last."""
-    import sys
-    from types import SimpleNamespace
-
-    from gateway import gunicorn_conf
-    from gateway.app import create_app
-    from gateway.storage import Storage
-
-    url = f"sqlite:///{tmp_path / 'fakelens.db'}"
-    app = create_app({"DATABASE_URL": url, "RESULTS_DIR": str(tmp_path)}, follow=False)  # as the master builds it
-    # A worker that records a scan and ends without closing its connection: the log stays beside the database.
-    scan_id = subprocess.run([sys.executable, "-c", f"""import os
-from gateway.storage import Storage
-print(Storage({url!r}).scans.record([{SCAN!r}])[0], flush=True)
-os._exit(0)"""], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    assert (tmp_path / "fakelens.db-wal").stat().st_size > 0
-    gunicorn_conf.on_exit(SimpleNamespace(app=SimpleNamespace(wsgi=lambda: app)))
-    assert sorted(p.name for p in tmp_path.glob("fakelens.db*")) == ["fakelens.db"]
-    assert Storage(url).scans.scan(scan_id)["verdict"] == "UNSURE"  # folded in, not lost

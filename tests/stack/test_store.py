@@ -239,7 +239,7 @@ def test_an_index_takes_up_every_bank_entry_when_two_writers_overlap(url):
     """A review in one worker while another imports a list: the entry of the writer that began first is
     taken up too, though the other finished while it was under way (ids are handed out before commit).
     On PostgreSQL the first is held past the lock timeout: the review waits for an import, not fails."""
-    from gateway.known import Index
+    from fakelens.known import Index
 
     stores = first, second, reader = Storage(url), Storage(url), Storage(url)
     for storage in stores:
@@ -321,7 +321,7 @@ def test_sqlite_writers_queued_behind_a_lock_timeout_do_not_each_wait_out_their_
 
 
 def test_an_index_takes_up_a_large_import_a_chunk_at_a_time_and_all_of_it_at_start(url):
-    from gateway.known import SYNC_ROWS, Index
+    from fakelens.known import SYNC_ROWS, Index
 
     storage = Storage(url)
     n = 2 * SYNC_ROWS + 10

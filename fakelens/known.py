@@ -3,29 +3,25 @@
 Hashes: SHA-256 of the bytes (an exact copy), and PDQ (Meta's perceptual hash, as used by
 ThreatExchange and HMA) of the decoded pixels, which survives re-saving and resizing but not
 cropping. Stored and uploaded images are hashed the same way (`pdq_of`): downscaled to at most
-PDQ_SIDE px first, as PDQ's own PHP reference does before hashing (its Jarosz blur is most of the
-cost and grows with the pixels). On the dev set that is 5-6x faster than hashing 512 px, matches
-resized copies more often, and matches a full-resolution hash from another tool about as often
-(README, Known images).
+PDQ_SIDE px first, as PDQ's own PHP reference does, since its blur is most of the cost and grows
+with the pixels (README, Known images, has the measurements).
 
 Matching (`Index.match`): an exact SHA-256 first; then the nearest PDQ hash at a Hamming distance
-of at most MAX_DISTANCE (PDQ's published threshold; README, Known images, has our measurements),
-where both hashes have a quality of at least MIN_QUALITY (flat images hash to noise).
+of at most MAX_DISTANCE (PDQ's published threshold), where both hashes have a quality of at least
+MIN_QUALITY (flat images hash to noise). A query is an exhaustive scan of the packed hashes by
+faiss-cpu's IndexBinaryFlat (hardware popcount); past tens of millions, faiss's multi-index hashing
+(IndexBinaryMultiHash) would answer sublinearly.
 
-The index lives in each gateway worker and follows the database: gunicorn's master takes up every
-entry (`take_up`) before it forks the workers, which share those pages copy-on-write, then a thread
-of each worker (records.follow) reads the entries added since the last one it saw every SYNC_S
-seconds, SYNC_ROWS at a time, so a review in one worker is matched by every worker within a second,
-and no request waits for a large import. A query is
-an exhaustive scan of the packed hashes by faiss-cpu's IndexBinaryFlat (hardware popcount), about 2 ms
-over a million hashes on this 2-core machine, where numpy with a popcount table took 45 ms (make pdq).
-Past tens of millions, faiss's multi-index hashing (IndexBinaryMultiHash) answers sublinearly.
+The index follows a bank store (`sync`: the entries added since the last one it saw, SYNC_ROWS at a
+time, so no caller holds a large import in memory at once).
 """
 from __future__ import annotations
 
 import hashlib
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import faiss
 import numpy as np
@@ -35,17 +31,48 @@ from PIL import Image
 MAX_DISTANCE = 31
 MIN_QUALITY = 50
 PDQ_SIDE = 128
-SYNC_S = 0.5
-SYNC_ROWS = 5_000  # entries a sync reads at a time: about 30 ms here, and a large bank never sits in memory as dicts
+SYNC_ROWS = 5_000  # entries a sync reads at a time: a large bank never sits in memory as dicts
 NO_HASH = "0" * 64  # the row of an entry that may not match by PDQ
 
-# One thread per query: it already runs on one of a worker's request threads, and an OpenMP team would spin
-# on the cores Triton needs (a query over a million hashes takes about 2 ms on one core).
+# One thread per query: it already runs on one of a server's request threads, and an OpenMP team would spin
+# on the cores the models need.
 faiss.omp_set_num_threads(1)
+
+
+class BankEntries(Protocol):
+    """Where an index reads the banks' entries from (the gateway's bank store)."""
+
+    def entries_after(self, last_id: int, limit: int | None = None) -> Mapping[str, Sequence]: ...
+
+
+@dataclass(frozen=True)
+class Hashes:
+    """What an upload is matched by."""
+    sha256: str  # of the bytes as uploaded
+    pdq: str  # 64 hex digits, of the decoded pixels
+    pdq_quality: int  # 0-100; under MIN_QUALITY the PDQ hash is not matched
+
+
+@dataclass(frozen=True)
+class Match:
+    """The bank entry an upload matched."""
+    bank: str
+    entry: int
+    scan_id: str | None  # the reviewed scan the entry came from, if any
+    distance: int  # PDQ bits apart; 0 for the same bytes
+    label: str  # REAL or FAKE
+    note: str | None
+    reviewed_at: str | None  # when the entry was made (ISO 8601)
 
 
 def sha256(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
+
+
+def hashes_of(raw: bytes, rgb: Image.Image) -> Hashes:
+    """The hashes of an upload's bytes and of its decoded RGB pixels."""
+    pdq, quality = pdq_of(rgb)
+    return Hashes(sha256(raw), pdq, quality)
 
 
 def pdq_of(rgb: Image.Image, max_side: int | None = PDQ_SIDE) -> tuple[str, int]:
@@ -65,11 +92,10 @@ def distance(a: str, b: str) -> int:
 class Index:
     """The banks' entries in force, matchable by SHA-256 and PDQ; safe to share between request threads.
 
-    Kept as columns, one row per entry in id order, so a million shared hashes take about 65 MB per
-    worker (make pdq), where a dict per entry took about 900 bytes each: the packed hashes in a faiss
-    binary index (row i of the index is row i of every column), whether each row may match, and what a
-    match reports, as positions in a table of the distinct strings (a shared list repeats its bank,
-    label, note and import time on every row)."""
+    Kept as columns, one row per entry in id order, since a dict per entry costs far more memory than a
+    row (README, How it scales): the packed hashes in a faiss binary index (row i of the index is row i of
+    every column), whether each row may match, and what a match reports, as positions in a table of the
+    distinct strings (a shared list repeats its bank, label, note and import time on every row)."""
 
     FIELDS = ("bank", "label", "note", "scan_id", "created_at")  # what a match reports, besides entry and distance
 
@@ -160,30 +186,30 @@ class Index:
         """Rows a query scans, retired ones included."""
         return self._n
 
-    def sync(self, banks) -> bool:
-        """Take up to SYNC_ROWS of the entries the database has and this index has not; True when caught up.
-        Called from one thread at a time (at a worker's start, then by its follower: records.follow)."""
+    def sync(self, banks: BankEntries) -> bool:
+        """Take up to SYNC_ROWS of the entries the store has and this index has not; True when caught up.
+        Safe from several threads: add() skips the rows another sync took first."""
         new = banks.entries_after(self._last_id, SYNC_ROWS)
         self.add(new)
         return len(new["entry"]) < SYNC_ROWS
 
-    def take_up(self, banks) -> None:
-        """Every entry of the database, before a worker's first request."""
+    def take_up(self, banks: BankEntries) -> None:
+        """Every entry of the store, before a worker's first request."""
         while not self.sync(banks):
             pass
 
-    def _found(self, row: int, distance: int) -> dict:
-        return {"entry": int(self._columns["ids"][row]), "distance": distance,
-                **{f: self._strings[i] for f, i in zip(self.FIELDS, self._columns["fields"][row])}}
+    def _found(self, row: int, distance: int) -> Match:
+        bank, label, note, scan_id, created_at = (self._strings[i] for i in self._columns["fields"][row])
+        return Match(bank, int(self._columns["ids"][row]), scan_id, distance, label, note, created_at)
 
-    def match(self, sha256: str, pdq: str | None, pdq_quality: int | None) -> dict | None:
-        """The entry that matches ("entry", "distance": 0 for the same bytes, and FIELDS), or None."""
+    def match(self, hashes: Hashes) -> Match | None:
+        """The entry that matches: the same bytes (distance 0), else the nearest PDQ hash within MAX_DISTANCE."""
         with self._lock:
-            if sha256 in self._by_sha:
-                return self._found(self._row(self._by_sha[sha256]), 0)
-            if not pdq or (pdq_quality or 0) < MIN_QUALITY or not self._matchable_bits.any():
+            if hashes.sha256 in self._by_sha:
+                return self._found(self._row(self._by_sha[hashes.sha256]), 0)
+            if not hashes.pdq or hashes.pdq_quality < MIN_QUALITY or not self._matchable_bits.any():
                 return None
-            query = np.frombuffer(bytes.fromhex(pdq), np.uint8).reshape(1, 32)
+            query = np.frombuffer(bytes.fromhex(hashes.pdq), np.uint8).reshape(1, 32)
             only = faiss.IDSelectorBitmap(self._n, faiss.swig_ptr(self._matchable_bits))
             dist, row = self._hashes.search(query, 1, params=faiss.SearchParameters(sel=only))
             if row[0, 0] < 0 or dist[0, 0] > MAX_DISTANCE:

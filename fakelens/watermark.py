@@ -111,12 +111,10 @@ def best_matches(rgb: np.ndarray) -> dict[str, int]:
     return best
 
 
-def evidence(rgb: np.ndarray) -> list[dict]:
-    """Provenance evidence for each generator mark found in an RGB image ([] for images too small to carry
+def found(rgb: np.ndarray) -> list[tuple[Mark, int]]:
+    """(mark, bits matched) for each generator mark found in an RGB image ([] for images too small to carry
     one, or larger than any reference generator writes)."""
     if not MIN_PIXELS <= rgb.shape[0] * rgb.shape[1] <= MAX_PIXELS:
         return []
     matched = best_matches(rgb)
-    return [{"source": "watermark", "detail": f"invisible DWT-DCT watermark, {matched[m.generator]} of {len(m.bits)} bits",
-             "generator": m.generator, "ai_generated": True, "bits_matched": matched[m.generator], "of": len(m.bits)}
-            for m in MARKS if matched[m.generator] >= m.min_matched]
+    return [(m, matched[m.generator]) for m in MARKS if matched[m.generator] >= m.min_matched]

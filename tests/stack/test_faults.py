@@ -11,7 +11,7 @@ import pytest
 import requests
 import tritonclient.http as httpclient
 
-from gateway.triton import CHANNEL_ARGS
+from fakelens.triton import CHANNEL_ARGS
 from tests.conftest import ROOT, start_stack
 
 SERVED = ("baseline_cnn", "tuned_cnn")

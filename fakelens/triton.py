@@ -1,17 +1,17 @@
-"""Calls to Triton over gRPC: each model's contract from its metadata, and a concurrent fan-out."""
+"""The Triton backend: each model's contract from its config on the server, and a concurrent fan-out over gRPC."""
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
 
 import numpy as np
 import tritonclient.grpc as grpcclient
-from flask import current_app
 from tritonclient.utils import InferenceServerException
 
-from gateway.metrics import init_labels
+from fakelens.backends import Answer, FanOut, ModelError, Stopwatch, chunks
+from fakelens.contract import Contract
 
 # Retry a lost connection within a second rather than gRPC's default back-off
 # (up to 2 minutes), so the gateway recovers as soon as Triton is back.
@@ -24,35 +24,6 @@ CHANNEL_ARGS = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect
 CONTRACT_TTL_S = 30.0
 
 
-class ModelError(RuntimeError):
-    """A model could not answer. `reason` is a metric label: triton_unavailable, timeout or model_error."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class Contract:
-    """What a model takes and returns, as Triton reports it (written once, by the exporter)."""
-    input_name: str
-    input_dtype: str
-    input_dims: tuple[int, ...]
-    output_name: str
-    fake_index: int  # position of P(FAKE) in the output vector
-    max_batch_size: int
-    parameters: dict[str, str]  # the config's string parameters: classes, ensemble_weight, verdict_rule
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One model's answer to a batch."""
-    p_fake: np.ndarray  # [N]
-    latency_ms: float
-    version: str  # the model version Triton ran
-    parameters: dict[str, str]  # of the contract it answered under (the verdict rule's weights and rule)
-
-
 def _model_error(exc: InferenceServerException) -> ModelError:
     status = str(exc.status() or "")
     if "DEADLINE_EXCEEDED" in status:
@@ -63,15 +34,16 @@ def _model_error(exc: InferenceServerException) -> ModelError:
 
 
 class Triton:
-    """One per gateway process; safe to share between request threads.
+    """One per process; safe to share between request threads.
 
     The models are those in Triton's repository index: the model repository is the one
     place that lists them. The index and each model's contract are cached for CONTRACT_TTL_S,
-    and forgotten at once when Triton is unreachable.
+    and forgotten at once when Triton is unreachable. `on_index` is told the model names each
+    time the index is read (the gateway zeroes its per-model metrics).
     """
 
-    def __init__(self, url: str, timeout: float):
-        self.url, self.timeout = url, timeout
+    def __init__(self, url: str, timeout: float, on_index: Callable[[tuple[str, ...]], None] = lambda names: None):
+        self.url, self.timeout, self.on_index = url, timeout, on_index
         self._client: grpcclient.InferenceServerClient | None = None
         self._models: list[str] | None = None
         self._contracts: dict[str, Contract] = {}
@@ -117,7 +89,7 @@ class Triton:
                 return self._models
         index = self._call("get_model_repository_index", as_json=True).get("models", [])
         names = sorted({m["name"] for m in index})
-        init_labels(tuple(names))
+        self.on_index(tuple(names))
         with self._lock:
             self._models = names
         return names
@@ -127,35 +99,28 @@ class Triton:
             self._expire()
             if model in self._contracts:
                 return self._contracts[model]
-        meta = self._call("get_model_metadata", model, as_json=True)
-        cfg = self._call("get_model_config", model, as_json=True)["config"]
-        params = {k: v.get("string_value", "") for k, v in cfg.get("parameters", {}).items()}
-        classes = params.get("classes", "REAL,FAKE").split(",")
-        inp, out = meta["inputs"][0], meta["outputs"][0]
-        c = Contract(inp["name"], inp["datatype"], tuple(int(d) for d in inp["shape"][1:]),
-                     out["name"], classes.index("FAKE"), int(cfg.get("max_batch_size", 1)), params)
+        c = Contract.from_config(self._call("get_model_config", model).config)
         with self._lock:
             self._contracts[model] = c
         return c
 
     def answer(self, model: str, pixels: np.ndarray) -> Answer:
         """P(FAKE) for each image of a uint8 [N, 32, 32, 3] batch, in chunks of the model's max batch."""
-        start = time.perf_counter()
+        clock = Stopwatch()
         c = self.contract(model)
         if tuple(pixels.shape[1:]) != c.input_dims:
             raise ModelError("model_error", f"{model} takes {list(c.input_dims)}, got {list(pixels.shape[1:])}")
         out, version = [], ""
-        for start in range(0, len(pixels), max(c.max_batch_size, 1)):
-            chunk = np.ascontiguousarray(pixels[start:start + max(c.max_batch_size, 1)])
+        for chunk in chunks(pixels, c.max_batch_size):
             inp = grpcclient.InferInput(c.input_name, list(chunk.shape), c.input_dtype)
             inp.set_data_from_numpy(chunk)
             res = self._call("infer", model, [inp], outputs=[grpcclient.InferRequestedOutput(c.output_name)])
             out.append(res.as_numpy(c.output_name)[:, c.fake_index])
             version = res.get_response().model_version
-        return Answer(np.concatenate(out), (time.perf_counter() - start) * 1000, version, c.parameters)
+        return Answer(np.concatenate(out), clock.ms, version, c.parameters)
 
-    def fan_out(self, pixels: np.ndarray) -> tuple[dict[str, Answer], dict[str, ModelError]]:
-        """Ask every model at once. Returns ({model: Answer}, {model: error})."""
+    def fan_out(self, pixels: np.ndarray) -> FanOut:
+        """Ask every model at once."""
         # self.models raises ModelError if Triton is unreachable
         futures = {m: self._pool.submit(self.answer, m, pixels) for m in self.models}
         # Metadata + inference are each bounded by the timeout; this bounds the whole wait.
@@ -170,7 +135,7 @@ class Triton:
                 errors[model] = ModelError("model_error", f"{model}: {fut.exception()}")
             else:
                 answers[model] = fut.result()
-        return answers, errors
+        return FanOut(answers, errors)
 
     def readiness(self) -> dict[str, bool]:
         """{model: ready}; raises ModelError if Triton itself is unreachable or not live.
@@ -181,8 +146,3 @@ class Triton:
         if not self._call("is_server_live"):
             raise ModelError("triton_unavailable", "Triton is up but not live")
         return {m: bool(self._call("is_model_ready", m)) for m in self.models}
-
-
-def get_triton() -> Triton:
-    """The app's Triton client (one per process, made by create_app)."""
-    return current_app.extensions["triton"]

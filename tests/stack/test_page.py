@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 from playwright.sync_api import expect, sync_playwright
 
-from gateway import watermark
+from fakelens import watermark
 from tests.conftest import ROOT
 from training import rule as rule_file
 from training.realworld import realworld_dir

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gateway.images import BadImage, TooManyPixels, decode, to_pixels
+from fakelens.images import BadImage, TooManyPixels, decode
 
 LIMIT = 50_000_000
 
@@ -21,7 +21,7 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "AVIF", "HEIF", "GIF", "BMP", "TIFF", "PPM", "JPEG2000"])
 def test_accepted_formats_become_32x32_rgb(fmt):
     img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (120, 90, 3), dtype=np.uint8))
-    px = to_pixels(encode(img, fmt), LIMIT)
+    px = decode(encode(img, fmt), LIMIT).pixels
     assert px.shape == (32, 32, 3) and px.dtype == np.uint8
 
 
@@ -29,18 +29,18 @@ def test_accepted_formats_become_32x32_rgb(fmt):
 def test_modes_convert_to_rgb(mode):
     img = Image.new("RGB", (40, 40), (10, 200, 30)).convert(mode)
     fmt = "TIFF" if mode in ("CMYK", "I;16") else "PNG"
-    assert to_pixels(encode(img, fmt), LIMIT).shape == (32, 32, 3)
+    assert decode(encode(img, fmt), LIMIT).pixels.shape == (32, 32, 3)
 
 
 def test_transparent_areas_are_white():
     img = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
-    assert (to_pixels(encode(img, "PNG"), LIMIT) == 255).all()
+    assert (decode(encode(img, "PNG"), LIMIT).pixels == 255).all()
 
 
 def test_cifake_sized_image_is_used_as_decoded(cifake_samples):
     _, raw, _ = cifake_samples[0]
     expected = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
-    assert (to_pixels(raw, LIMIT) == expected).all()
+    assert (decode(raw, LIMIT).pixels == expected).all()
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "AVIF", "HEIF"])
@@ -70,7 +70,7 @@ def test_gif_uses_first_frame():
     frames = [Image.new("RGB", (40, 40), c) for c in ((255, 0, 0), (0, 0, 255))]
     buf = io.BytesIO()
     frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
-    px = to_pixels(buf.getvalue(), LIMIT).astype(int)
+    px = decode(buf.getvalue(), LIMIT).pixels.astype(int)
     assert px[..., 0].mean() > 200 and px[..., 2].mean() < 60
 
 
@@ -81,22 +81,22 @@ def test_gif_uses_first_frame():
 ])
 def test_non_images_are_rejected(raw, words):
     with pytest.raises(BadImage, match=words):
-        to_pixels(raw, LIMIT)
+        decode(raw, LIMIT)
 
 
 def test_truncated_image_is_rejected():
     raw = encode(Image.new("RGB", (300, 300), (1, 2, 3)), "PNG")
     with pytest.raises(BadImage, match="cannot be decoded"):
-        to_pixels(raw[: len(raw) // 2], LIMIT)
+        decode(raw[: len(raw) // 2], LIMIT)
 
 
 def test_decompression_bomb_rejected_from_header():
     raw = encode(Image.new("L", (12000, 12000)), "PNG")  # tiny file, 144 MP once decoded
     with pytest.raises(TooManyPixels, match="144,000,000 pixels"):
-        to_pixels(raw, LIMIT)
+        decode(raw, LIMIT)
 
 
 def test_huge_bomb_beyond_pillows_own_limit_is_too_many_pixels():
     raw = encode(Image.new("1", (20000, 20000)), "PNG")  # 400 MP: Pillow itself refuses at open
     with pytest.raises(TooManyPixels):
-        to_pixels(raw, LIMIT)
+        decode(raw, LIMIT)

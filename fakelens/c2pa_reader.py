@@ -2,7 +2,7 @@
 
 A thread cannot be stopped: a manifest that makes c2pa-python spin would keep a thread (and a
 core) busy after the request gave up on it, and enough of them would starve the gateway. Each
-gunicorn worker keeps one reader process (`python -m gateway.c2pa_reader`, started on first
+gunicorn worker keeps one reader process (`python -m fakelens.c2pa_reader`, started on first
 use); a read that outlives its deadline kills it and is counted (fakelens_c2pa_abandoned_total),
 and the next read starts a fresh one. Requests in one worker take turns on it; waiting for a
 turn counts against the same deadline.
@@ -84,7 +84,7 @@ class Reader:
         return self._receive_exactly(HEADER.unpack(self._receive_exactly(HEADER.size, deadline))[0], deadline)
 
     def _start(self) -> None:
-        self._proc = subprocess.Popen([sys.executable, "-m", "gateway.c2pa_reader"], stdin=subprocess.PIPE,
+        self._proc = subprocess.Popen([sys.executable, "-m", "fakelens.c2pa_reader"], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, bufsize=0, cwd=Path(__file__).resolve().parent.parent)
         self._receive(time.monotonic() + START_TIMEOUT_S)
 

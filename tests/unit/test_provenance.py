@@ -1,4 +1,4 @@
-"""Provenance evidence read from files the tests make, each carrying one marker (gateway/provenance.py)."""
+"""Provenance evidence read from files the tests make, each carrying one marker (fakelens/provenance.py)."""
 from __future__ import annotations
 
 import datetime
@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from PIL import Image, PngImagePlugin
 
-from gateway import provenance
-from gateway.verdict import Rule
+from fakelens import provenance
+from fakelens.c2pa_reader import Reader, ReadTimeout
+from fakelens.verdict import Rule
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 EXIF_IFD, USER_COMMENT = 0x8769, 0x9286
@@ -22,6 +23,15 @@ A1111 = ("a lighthouse at dusk\nNegative prompt: blurry\nSteps: 28, Sampler: DPM
          "Seed: 1234, Size: 1024x1024, Model hash: 31e35c80fc, Model: sd_xl_base_1.0")
 RULE = Rule({"m": 1.0}, threshold=0.5, unsure_margin=0.05, max_detail_lost=8.0, max_side=128,
             confidence={"native": 0.99, "resized": 0.98})
+READER = Reader()
+
+
+def read(raw: bytes) -> provenance.Provenance:
+    return provenance.read(raw, None, READER)
+
+
+def decide(p_fake: float, size: tuple[int, int], detail: float, found: provenance.Provenance):
+    return RULE.decide(RULE.read({"m": p_fake}, size, detail), found)
 
 
 def picture(fmt: str = "PNG", **save) -> bytes:
@@ -124,35 +134,35 @@ def _xmp_png(source_type: str) -> PngImagePlugin.PngInfo:
 
 @pytest.mark.parametrize("case", sorted(AI_FILES))
 def test_generator_markers_are_evidence_of_generation(case):
-    found = provenance.read(AI_FILES[case]())
-    assert found["ai_generated"] is True, (case, found)
-    decision = RULE.decide({"m": 0.1}, (64, 48), 20.0, found)  # the models (REAL, out of domain) are overruled
-    assert decision["verdict"] == "FAKE" and decision["decided_by"] == "provenance", decision
+    found = read(AI_FILES[case]())
+    assert found.ai_generated is True, (case, found)
+    decision = decide(0.1, (64, 48), 20.0, found)  # the models (REAL, out of domain) are overruled
+    assert decision.verdict == "FAKE" and decision.decided_by == "provenance", decision
 
 
 def test_c2pa_ai_credential_signed_by_an_untrusted_test_ca_decides(signer_info):
-    found = provenance.read(signed(signer_info, "trainedAlgorithmicMedia"))
-    [hit] = [e for e in found["evidence"] if e["source"] == "c2pa"]
-    assert found["ai_generated"] is True and hit["generator"] == "Test Generator 2"
-    assert hit["signature"]["valid"] is True and hit["signature"]["trusted"] is False
-    assert RULE.decide({"m": 0.5}, (64, 48), 0.0, found)["decided_by"] == "provenance"
+    found = read(signed(signer_info, "trainedAlgorithmicMedia"))
+    [hit] = [e for e in found.evidence if e.source == "c2pa"]
+    assert found.ai_generated is True and hit.generator == "Test Generator 2"
+    assert hit.extra["signature"]["valid"] is True and hit.extra["signature"]["trusted"] is False
+    assert decide(0.5, (64, 48), 0.0, found).decided_by == "provenance"
 
 
 def test_c2pa_credential_whose_image_was_altered_is_reported_invalid_and_still_counts(signer_info):
     raw = bytearray(signed(signer_info, "compositeWithTrainedAlgorithmicMedia"))
     raw[-200] ^= 0xFF  # inside the image data the manifest's hash covers
-    found = provenance.read(bytes(raw))
-    [hit] = [e for e in found["evidence"] if e["source"] == "c2pa"]
-    assert hit["signature"]["valid"] is False and "assertion.dataHash.mismatch" in hit["signature"]["status"]
-    assert found["ai_generated"] is True
+    found = read(bytes(raw))
+    [hit] = [e for e in found.evidence if e.source == "c2pa"]
+    assert hit.extra["signature"]["valid"] is False and "assertion.dataHash.mismatch" in hit.extra["signature"]["status"]
+    assert found.ai_generated is True
 
 
 def test_c2pa_capture_credential_is_reported_not_flagged(signer_info):
-    found = provenance.read(signed(signer_info, "digitalCapture", agent="Test Camera"))
-    [hit] = found["evidence"]
-    assert hit["source"] == "c2pa" and "digitalCapture" in hit["detail"]
-    assert found["ai_generated"] is not True  # untrusted signer: reported, claims nothing
-    assert RULE.decide({"m": 0.9}, (64, 48), 0.0, found)["decided_by"] == "models"
+    found = read(signed(signer_info, "digitalCapture", agent="Test Camera"))
+    [hit] = found.evidence
+    assert hit.source == "c2pa" and "digitalCapture" in hit.detail
+    assert found.ai_generated is not True  # untrusted signer: reported, claims nothing
+    assert decide(0.9, (64, 48), 0.0, found).decided_by == "models"
 
 
 ORDINARY = {
@@ -175,13 +185,13 @@ def _camera_exif() -> bytes:
 
 @pytest.mark.parametrize("case", sorted(ORDINARY))
 def test_ordinary_metadata_never_claims_ai(case):
-    found = provenance.read(ORDINARY[case]())
-    assert found["ai_generated"] is not True, (case, found)
-    assert RULE.decide({"m": 0.9}, (64, 48), 0.0, found)["decided_by"] == "models"
+    found = read(ORDINARY[case]())
+    assert found.ai_generated is not True, (case, found)
+    assert decide(0.9, (64, 48), 0.0, found).decided_by == "models"
 
 
 def test_no_metadata_says_nothing():
-    assert provenance.read(picture("JPEG")) == {"ai_generated": None, "evidence": []}
+    assert read(picture("JPEG")) == provenance.NOTHING
 
 
 HOSTILE = {
@@ -197,22 +207,19 @@ HOSTILE = {
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_metadata_is_bounded(case):
     start = time.perf_counter()
-    found = provenance.read(HOSTILE[case])
+    found = read(HOSTILE[case])
     assert time.perf_counter() - start < provenance.C2PA_TIMEOUT_S + 3, case  # a hang, not a speed goal
-    assert found["ai_generated"] in (True, False, None)
+    assert found.ai_generated in (True, False, None)
 
 
 def test_a_c2pa_read_past_its_deadline_is_killed_counted_and_the_next_read_works(signer_info):
-    from gateway.c2pa_reader import Reader, ReadTimeout
-    from gateway.metrics import C2PA_ABANDONED
-
     raw = signed(signer_info, "trainedAlgorithmicMedia")
-    reader = Reader(on_abandon=C2PA_ABANDONED.inc)
+    abandoned = []
+    reader = Reader(on_abandon=lambda: abandoned.append(1))
     assert reader.read(raw, 10)["active_manifest"]  # a live reader process answers
     first = reader._proc
-    before = C2PA_ABANDONED._value.get()
     with pytest.raises(ReadTimeout):
         reader.read(raw, 1e-6)  # no reader answers in a microsecond (a read takes about 0.6 ms here)
     assert first.poll() is not None  # killed, not left running
-    assert C2PA_ABANDONED._value.get() == before + 1
+    assert abandoned == [1]
     assert reader.read(raw, 10)["active_manifest"] and reader._proc.pid != first.pid  # a fresh reader

@@ -15,6 +15,7 @@ register_heif_opener()  # HEIC/HEIF, the default of phone cameras; Pillow reads 
 FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO", "AVIF", "HEIF", "PPM", "DIB", "JPEG2000", "FLI"}
 ACCEPTED = "JPEG, PNG, WebP, AVIF, HEIC/HEIF, GIF, BMP, TIFF, PPM, JPEG 2000"
 SIZE = 32
+MAX_PIXELS = 50_000_000  # width x height of one upload; bigger is a decompression bomb
 # How much detail the 32x32 view discards is measured against the upload at up to this side.
 DETAIL_SIDE = 128
 # Every CIFAKE image is a 32x32 JPEG saved at quality 75 with 4:2:0 chroma
@@ -120,7 +121,7 @@ def model_view(rgb: Image.Image) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def open_rgb(raw: bytes, max_pixels: int) -> Image.Image:
+def open_rgb(raw: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """The upload's pixels (first frame, EXIF orientation applied, RGB; info["format"] says what it came in),
     or BadImage with a reason a person can act on."""
     img = _open(raw, max_pixels)
@@ -141,14 +142,10 @@ def open_rgb(raw: bytes, max_pixels: int) -> Image.Image:
 
 
 def view(rgb: Image.Image) -> Upload:
+    """What the models and the verdict rule need of decoded pixels (open_rgb)."""
     return Upload(model_view(rgb), *rgb.size, round(detail_lost(rgb), 3), rgb.info.get("format", ""))
 
 
-def decode(raw: bytes, max_pixels: int) -> Upload:
+def decode(raw: bytes, max_pixels: int = MAX_PIXELS) -> Upload:
     """The upload as the models see it, or BadImage with a reason a person can act on."""
     return view(open_rgb(raw, max_pixels))
-
-
-def to_pixels(raw: bytes, max_pixels: int) -> np.ndarray:
-    """uint8 [32, 32, 3] RGB pixels of an upload (decode() without the rest)."""
-    return decode(raw, max_pixels).pixels

@@ -8,16 +8,15 @@ from __future__ import annotations
 import io
 import json
 import socket
-import threading
 import time
-import types
 
-import numpy as np
 import pytest
 from PIL import Image
+from prometheus_client import REGISTRY
+from tritonclient.utils import InferenceServerException
 
 from gateway.app import create_app
-from gateway.triton import ModelError, Triton
+from tests.unit.test_backends import RULE, FakeTriton, config
 
 
 def closed_port() -> int:
@@ -144,118 +143,51 @@ def test_an_empty_keys_file_is_refused_at_start(tmp_path):
         create_app({"API_KEYS_FILE": str(tmp_path / "keys"), "RESULTS_DIR": str(tmp_path)})
 
 
-def test_contract_cache_is_safe_while_a_lost_connection_clears_it():
-    """A request thread reads a cached contract while another finds Triton gone and forgets them all."""
-    from tritonclient.utils import InferenceServerException
-
-    class GoneAfterLoad:  # stands in for the gRPC client: contracts were read, then Triton went away
-        def get_model_metadata(self, model, **_):
-            return {"inputs": [{"name": "INPUT__0", "datatype": "UINT8", "shape": [-1, 32, 32, 3]}],
-                    "outputs": [{"name": "OUTPUT__0"}]}
-
-        def get_model_config(self, model, **_):
-            return {"config": {"max_batch_size": 8}}
-
-        def is_server_live(self, **_):
-            raise InferenceServerException("connection refused", status="StatusCode.UNAVAILABLE")
-
-    class SlowLookup(dict):  # widens the gap between "is it cached?" and "use it" so the race shows at once
-        def __contains__(self, key):
-            found = super().__contains__(key)
-            time.sleep(0.002)
-            return found
-
-    triton = Triton("127.0.0.1:1", 1.0)
-    triton._client, triton._contracts = GoneAfterLoad(), SlowLookup()
-    stop = threading.Event()
-
-    def lose_connection():
-        while not stop.is_set():
-            with pytest.raises(ModelError):
-                triton.readiness()
-
-    other = threading.Thread(target=lose_connection)
-    other.start()
-    try:
-        for _ in range(100):
-            assert triton.contract("m").max_batch_size == 8
-    finally:
-        stop.set()
-        other.join()
-
-
 def test_triton_lost_after_the_models_answered_is_no_500(client):
     """The models answered, then another request found Triton gone and emptied the contract cache: the verdict
     comes from the parameters the models answered under, where reading them again failed (a 500, make chaos)."""
-    from tritonclient.utils import InferenceServerException
+    triton = client.application.extensions["backend"]
 
-    triton = client.application.extensions["triton"]
-    rule = json.dumps({"threshold": 0.5, "unsure_margin": 0.1, "max_detail_lost": 8.0, "max_side": 128,
-                       "confidence": {"native": 0.9, "resized": 0.9}})
-
-    class AnswersThenGone:  # stands in for the gRPC client
+    class AnswersThenGone(FakeTriton):
         gone = False
 
-        def __getattr__(self, method):
-            def call(*args, **_):
-                if self.gone:
-                    raise InferenceServerException("connection refused", status="StatusCode.UNAVAILABLE")
-                return getattr(self, "_" + method)(*args)
-            return call
-
-        def _get_model_repository_index(self):
-            return {"models": [{"name": "m"}]}
-
-        def _get_model_metadata(self, model):
-            return {"inputs": [{"name": "INPUT__0", "datatype": "UINT8", "shape": [-1, 32, 32, 3]}],
-                    "outputs": [{"name": "OUTPUT__0"}]}
-
-        def _get_model_config(self, model):
-            return {"config": {"max_batch_size": 8, "parameters": {"ensemble_weight": {"string_value": "1"},
-                                                                   "verdict_rule": {"string_value": rule}}}}
-
-        def _infer(self, model, inputs):
+        def infer(self, model, inputs, **kw):
             self.gone = True  # and another request thread finds out
             with triton._lock:
                 triton._forget()
-            n = inputs[0].shape()[0]
-            return types.SimpleNamespace(as_numpy=lambda _: np.tile([[0.1, 0.9]], (n, 1)),
-                                         get_response=lambda: types.SimpleNamespace(model_version="1"))
+            return super().infer(model, inputs, **kw)
 
-    triton._client = AnswersThenGone()
+        def get_model_config(self, model, **kw):
+            if self.gone:
+                raise InferenceServerException("connection refused", status="StatusCode.UNAVAILABLE")
+            return super().get_model_config(model, **kw)
+
+    triton._client = AnswersThenGone(config(ensemble_weight="1", verdict_rule=RULE))
     resp = upload(client, ("a.png", png()))
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert resp.get_json()["models"]["m"]["prob_fake"] == 0.9
 
 
-def test_contracts_are_read_again_after_their_time(monkeypatch):
-    """A Triton restarted between two requests (no error reaches the gateway) serves a new verdict rule."""
-    import gateway.triton
+def _histogram_sum(model: str) -> float:
+    return REGISTRY.get_sample_value("fakelens_triton_call_duration_seconds_sum", {"model": model}) or 0.0
 
-    class Reloading:  # stands in for the gRPC client: each config read returns the rule of the moment
-        rule = "old"
 
-        def get_model_repository_index(self, **_):
-            return {"models": [{"name": "m"}]}
-
-        def get_model_metadata(self, model, **_):
-            return {"inputs": [{"name": "INPUT__0", "datatype": "UINT8", "shape": [-1, 32, 32, 3]}],
-                    "outputs": [{"name": "OUTPUT__0"}]}
-
-        def get_model_config(self, model, **_):
-            return {"config": {"max_batch_size": 8, "parameters": {"verdict_rule": {"string_value": self.rule}}}}
-
-    clock = [1000.0]  # the module's clock, moved by hand: no real waiting, no race with a busy machine
-    monkeypatch.setattr(gateway.triton, "time", types.SimpleNamespace(monotonic=lambda: clock[0],
-                                                                       perf_counter=time.perf_counter))
-    triton = Triton("127.0.0.1:1", 1.0)
-    triton._client = client = Reloading()
-    assert triton.models == ["m"] and triton.contract("m").parameters["verdict_rule"] == "old"
-    client.rule = "new"
-    clock[0] += gateway.triton.CONTRACT_TTL_S - 1
-    assert triton.contract("m").parameters["verdict_rule"] == "old"  # cached
-    clock[0] += 2
-    assert triton.contract("m").parameters["verdict_rule"] == "new"
+def test_each_models_latency_is_within_the_request_and_the_histogram_moves_by_it(client):
+    """Each model's latency_ms in the answer is its call's wall time: no more than the request's own, and what the
+    per-model histogram behind the latency dashboard adds (it once showed the process clock in both)."""
+    client.application.extensions["backend"]._client = FakeTriton(
+        config("a", max_batch=2, ensemble_weight="0.5", verdict_rule=RULE),
+        config("b", ensemble_weight="0.5", verdict_rule=RULE), delay_s=0.01)
+    before = {m: _histogram_sum(m) for m in "ab"}
+    start = time.perf_counter()
+    resp = upload(client, ("a.png", png()), ("b.png", png()), ("c.png", png()), url="/v1/predict/batch")
+    wall_ms = (time.perf_counter() - start) * 1000
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    models = resp.get_json()["results"][0]["models"]
+    assert 20 <= models["a"]["latency_ms"] <= wall_ms  # two chunks of 10 ms
+    assert 10 <= models["b"]["latency_ms"] <= wall_ms
+    for m in "ab":
+        assert _histogram_sum(m) - before[m] == pytest.approx(models[m]["latency_ms"] / 1000, abs=1e-5)
 
 
 def test_a_keys_file_line_is_a_key_and_an_optional_role(tmp_path):
