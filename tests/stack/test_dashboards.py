@@ -100,8 +100,9 @@ def test_every_panel_query_returns_data_right_after_start_and_one_upload(tmp_pat
 
 
 def test_every_error_reason_the_gateway_gives_is_initialised():
-    """The reasons written in the gateway's code are metrics' known labels."""
-    code = "\n".join(p.read_text() for p in (ROOT / "gateway").glob("*.py") if p.name != "metrics.py")
+    """The reasons written in the gateway's and the core's code are metrics' known labels."""
+    code = "\n".join(p.read_text() for folder in ("gateway", "fakelens") for p in (ROOT / folder).glob("*.py")
+                     if p.name != "metrics.py")
     given = set(re.findall(r'(?:ApiError\(\d+, |ModelError\(|reason = |error_response\(500, )"([a-z_]+)"', code))
     given |= set(re.findall(r'\d{3}: "([a-z_]+)"', code)) | {"models_unavailable"}
     assert len(given) >= 12 and given <= set(metrics.ERROR_REASONS), given - set(metrics.ERROR_REASONS)
