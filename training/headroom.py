@@ -22,9 +22,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from training import data, plots, rule
+from fakelens.torchscript import TorchScript
+from training import data, plots, realworld, rule
 from training.calibrate import fit_temperature, nll, p_fake
-from training.evaluate import scripted_p_fake
+from training.evaluate import p_fake as served_p_fake
 from training.loop import batches, pick_device, to_input
 from training.metrics import binary_metrics
 from training.nets import flip_averaged
@@ -88,17 +89,17 @@ def translation_tta(model: torch.jit.ScriptModule, val: data.Split, desc: str, s
 def headroom(repository: Path, val: data.Split, tta_models: list[str], grid: Path | None = None) -> dict:
     served = rule.load(repository)
     names = sorted(served.weights)
-    models = {n: torch.jit.load(str(repository / n / "1" / "model.pt"), map_location="cpu").eval() for n in names}
-    p = np.stack([scripted_p_fake(models[n], val.x, n) for n in names])
+    backend = TorchScript(repository, batch_size=realworld.BATCH)
+    p = np.stack([served_p_fake(backend, n, val.x) for n in names])
     wrong = (p >= rule.THRESHOLD) != val.y.astype(bool)
-    ens = np.array([served.weights[n] for n in names]) @ p
+    ens = served.combine(dict(zip(names, p)))
     if grid:  # what no combination of these models fixes, to look at
         hopeless = np.flatnonzero(wrong.all(0))
         plots.image_grid(val.x[hopeless], [f"{data.CLASSES[val.y[i]]} {ens[i]:.2f}" for i in hopeless],
                          f"The {len(hopeless)} validation images every served model gets wrong "
                          "(true label, the served ensemble's P(FAKE))", grid)
     f1, weights = best_weighting(p, val.y)
-    tta = {n: translation_tta(models[n], val, n) for n in tta_models}
+    tta = {n: translation_tta(backend.models[n], val, n) for n in tta_models}
     translated = {n: report for n, (report, _) in tta.items()}
     if set(tta) == set(names):  # the served ensemble, every model averaged over the translations too
         q = sum(served.weights[n] * tta[n][1] for n in names)

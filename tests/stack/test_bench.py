@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from tests.conftest import ROOT
-from tests.test_fuzz import FUZZ_TESTS
+from tests.stack.test_fuzz import FUZZ_TESTS
 
 
 def test_fuzz_benchmark_reports_the_requests_it_sent(tmp_path):

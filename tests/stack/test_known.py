@@ -3,7 +3,6 @@ reviewed images matched (resized, recompressed), surviving a SIGKILL and a resta
 from __future__ import annotations
 
 import io
-import random
 import subprocess
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ import requests
 from PIL import Image
 
 from fakelens.images import open_rgb
-from fakelens.known import MAX_DISTANCE, MIN_QUALITY, PDQ_SIDE, Index, distance, pdq_of
+from fakelens.known import Index, pdq_of
 from fakelens_client import Client
 from gateway.config import DEFAULTS
 from stack.launch import UNLIMITED, Ports, Stack, free_ports
@@ -328,7 +327,7 @@ def test_the_master_takes_up_a_bank_once_and_every_worker_shares_and_matches_it(
 def test_review_from_the_page_then_a_resized_copy_shows_the_match(known, dev, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.test_page import CHROMIUM, FLAGS
+    from tests.stack.test_page import CHROMIUM, FLAGS
 
     photo, copy = tmp_path / "coffee.png", tmp_path / "coffee-copy.jpg"
     photo.write_bytes(dev["real_photo"][1])
