@@ -25,7 +25,7 @@ SCALE = 36.0  # quantisation step of the U channel (imwatermark's default scales
 BLOCK = 4
 MIN_PIXELS = 256 * 256  # imwatermark refuses to embed in anything smaller, and SDXL skips images under 256 px wide
 # The reference generators write at most ~4 MP (SDXL 1024x1024 and its wide sizes, FLUX up to 2 MP); decoding
-# is skipped above this, which bounds its time (~27 ms per MP here) and memory (a few float copies of one channel).
+# is skipped above this, which bounds its time (README, Watermarks) and memory (a few float copies of one channel).
 MAX_PIXELS = 8 * 1024 * 1024
 # OpenCV's float BGR->YUV (color_yuv.simd.hpp, vector path): Y = fma(B, 0.114, fma(G, 0.587, R * 0.299)),
 # U = fma(B - Y, 0.492, 0.5), in float32. Votes sit on the 18-of-36 boundary of a remainder, so the arithmetic is

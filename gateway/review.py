@@ -186,8 +186,8 @@ def import_(bank: str):
     """CSV with a header: pdq, label, note (as export writes it). Every row is checked before any goes in; rows the
     bank holds already are counted, not added again, so a list can be sent again after a failure to finish it."""
     key = g.key  # a reviewer's (reviewers_only)
-    # Read as it arrives, into columns: the whole body as text (a StringIO holds 4 bytes a character) and a dict
-    # per row took about 280 MB of a worker's memory for 200,000 rows. utf-8-sig: spreadsheets start with a BOM.
+    # Read as it arrives, into columns: the whole body as text and a dict per row cost a worker far more memory
+    # (README, Known images). utf-8-sig: spreadsheets start with a BOM.
     body = io.TextIOWrapper(request.stream, encoding="utf-8-sig", errors="replace", newline="")
     pdqs, labels, notes = [], [], []
     for n, r in enumerate(csv.DictReader(body), start=2):

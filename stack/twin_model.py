@@ -12,9 +12,8 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
-# At small batches oneDNN can be much slower than PyTorch's own kernels (ResNet-50 at
-# batch 2: 26.5 against 15.4 ms of CPU per image, bench/results/tuning/). Above these
-# sizes oneDNN wins by far, so only these are measured. Batch 1 is among them: a model
+# At small batches oneDNN can be much slower than PyTorch's own kernels (bench/results/tuning/
+# has the figures). Above these sizes oneDNN wins by far, so only these are measured. Batch 1 is among them: a model
 # with flip averaging runs it as a batch of 2.
 SMALL_BATCHES = range(1, 9)
 
