@@ -42,6 +42,7 @@ class FanOut:
 
 
 class Backend(Protocol):
+    """What the judge needs of a way to ask the models."""
     def fan_out(self, pixels: np.ndarray) -> FanOut:
         """Ask every model about a uint8 [N, 32, 32, 3] batch."""
 
@@ -64,4 +65,5 @@ class Stopwatch:
 
     @property
     def ms(self) -> float:
+        """Milliseconds since the stopwatch was made."""
         return (time.perf_counter() - self._start) * 1000

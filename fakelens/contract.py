@@ -37,6 +37,7 @@ class Contract:
 
     @classmethod
     def from_config(cls, cfg: mc.ModelConfig) -> Contract:
+        """ContractError when the config names no FAKE class, or more than one input or output."""
         params = {k: v.string_value for k, v in cfg.parameters.items()}
         classes = params.get("classes", "").split(",")
         if FAKE not in classes or len(cfg.input) != 1 or len(cfg.output) != 1:
@@ -48,6 +49,7 @@ class Contract:
 
 
 def read_config(path: Path) -> mc.ModelConfig:
+    """A config.pbtxt as Triton parses it."""
     return text_format.Parse(path.read_text(), mc.ModelConfig())
 
 

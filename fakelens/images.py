@@ -31,6 +31,7 @@ class BadImage(ValueError):
 
 
 class TooManyPixels(BadImage):
+    """The upload would decode to more pixels than allowed (a decompression bomb); a 413."""
     reason = "too_many_pixels"
 
 

@@ -66,6 +66,7 @@ class Match:
 
 
 def sha256(raw: bytes) -> str:
+    """Hex SHA-256 of the uploaded bytes: an exact copy."""
     return hashlib.sha256(raw).hexdigest()
 
 
@@ -86,6 +87,7 @@ def pdq_of(rgb: Image.Image, max_side: int | None = PDQ_SIDE) -> tuple[str, int]
 
 
 def distance(a: str, b: str) -> int:
+    """Hamming distance between two 64-hex PDQ hashes: how many of their 256 bits differ."""
     return (int(a, 16) ^ int(b, 16)).bit_count()
 
 

@@ -108,6 +108,7 @@ def _source_types(manifest: dict) -> list[tuple[str, str | None]]:
 
 
 def c2pa_evidence(raw: bytes, reader: Reader) -> list[Evidence]:
+    """Evidence from the file's C2PA manifest store, read by `reader` within C2PA_TIMEOUT_S."""
     if not any(m in raw[:MAX_SCAN_BYTES] for m in C2PA_MARKERS):
         return []
     try:
@@ -139,6 +140,7 @@ def c2pa_evidence(raw: bytes, reader: Reader) -> list[Evidence]:
 
 # -- XMP ---------------------------------------------------------------------------------
 def xmp_evidence(raw: bytes, xmp_texts: list[str]) -> list[Evidence]:
+    """IPTC DigitalSourceType claims in the file's XMP packets, each once."""
     packets = [m.group(0).decode("utf-8", "replace") for m in XMP_PACKET.finditer(raw[:MAX_SCAN_BYTES])]
     out = []
     for packet in dict.fromkeys(packets + xmp_texts):  # Pillow's copy and the raw scan may find one packet twice
@@ -154,6 +156,7 @@ def xmp_evidence(raw: bytes, xmp_texts: list[str]) -> list[Evidence]:
 
 # -- invisible watermarks ------------------------------------------------------------------
 def watermark_evidence(rgb: np.ndarray) -> list[Evidence]:
+    """A generator's invisible watermark found in the decoded pixels."""
     return [_evidence("watermark", f"invisible DWT-DCT watermark, {bits} of {len(m.bits)} bits", m.generator, True,
                       bits_matched=bits, of=len(m.bits)) for m, bits in watermark.found(rgb)]
 

@@ -54,6 +54,7 @@ class Triton:
 
     @property
     def client(self) -> grpcclient.InferenceServerClient:
+        """The gRPC client, made on first use."""
         with self._lock:  # created lazily: gunicorn forks workers after importing the app
             if self._client is None:
                 self._client = grpcclient.InferenceServerClient(self.url, channel_args=CHANNEL_ARGS)
@@ -95,6 +96,7 @@ class Triton:
         return names
 
     def contract(self, model: str) -> Contract:
+        """The model's contract from its config on the server, cached for CONTRACT_TTL_S."""
         with self._lock:
             self._expire()
             if model in self._contracts:

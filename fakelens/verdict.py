@@ -36,6 +36,7 @@ class RuleError(RuntimeError):
 
 @dataclass(frozen=True)
 class Rule:
+    """The verdict rule the model repository states (written by `make evaluate`)."""
     weights: dict[str, float]  # ensemble weight of each model, fitted on validation
     threshold: float  # ensemble P(FAKE) at or above it reads FAKE
     unsure_margin: float  # closer than this to the threshold: UNSURE
@@ -70,6 +71,7 @@ class Rule:
         return sum(w[m] * p for m, p in p_fake.items()) / total
 
     def label(self, p: float) -> str:
+        """What a P(FAKE) reads as on its own: FAKE at or above the threshold, else REAL."""
         return "FAKE" if p >= self.threshold else "REAL"
 
     def domain(self, size: tuple[int, int], detail_lost: float) -> str | None:

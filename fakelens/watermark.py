@@ -52,6 +52,7 @@ def _text_bits(text: bytes) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Mark:
+    """One generator's watermark message and how many of its bits must match."""
     generator: str
     bits: np.ndarray  # the message, most significant bit first
     min_matched: int  # bits that must match to count as marked (fitted on unmarked images; README)

@@ -15,6 +15,7 @@ MODELS_RETRY_S = 5
 
 
 class ApiError(Exception):
+    """A request the gateway refuses: the status, a reason label and a message for a person."""
     def __init__(self, status: int, reason: str, message: str, **extra):
         super().__init__(message)
         self.status, self.reason, self.message, self.extra = status, reason, message, extra
@@ -31,6 +32,7 @@ def error_response(status: int, reason: str, message: str, retry_after: int | No
 
 
 def register(app: Flask) -> None:
+    """Route every error of the app to a JSON answer."""
     @app.errorhandler(ApiError)
     def api_error(e: ApiError):
         response, status = error_response(e.status, e.reason, e.message, **e.extra)

@@ -154,6 +154,7 @@ class _DefaultRegistry:
 
 
 def render(results_dir: str | Path, scans: ScanStore | None = None) -> bytes:
+    """The /metrics page: every worker's metrics, the benchmark gauges and, with `scans`, the review backlog."""
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)

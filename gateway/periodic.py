@@ -15,6 +15,7 @@ class Periodic(threading.Thread):
         self._stopped = threading.Event()
 
     def step(self) -> bool:
+        """One piece of the work; True when there is nothing more to do for now."""
         raise NotImplementedError
 
     def run(self) -> None:
@@ -31,6 +32,7 @@ class Periodic(threading.Thread):
 
     @classmethod
     def start_new(cls, *args) -> Periodic:
+        """A thread of this kind, started."""
         thread = cls(*args)
         thread.start()
         return thread

@@ -18,6 +18,7 @@ def decision(d: Decision, m: Match | None) -> dict:
 
 
 def match(m: Match) -> dict:
+    """The bank entry that decided, as the API shows it."""
     return {"bank": m.bank, "entry": m.entry, "scan_id": m.scan_id, "distance": m.distance, "label": m.label,
             "note": m.note, "reviewed_at": m.reviewed_at}
 

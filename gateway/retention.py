@@ -12,6 +12,7 @@ log = logging.getLogger(__name__)
 
 
 class Sweeper(Periodic):
+    """Drops the bytes of kept uploads past their time, every SWEEP_S."""
     every_s = SWEEP_S
 
     def __init__(self, scans: ScanStore):
