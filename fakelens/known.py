@@ -148,7 +148,7 @@ class Index:
         return row if row < len(ids) and ids[row] == entry_id else None
 
     def add(self, new: Mapping[str, Sequence]) -> None:
-        """Entries in id order, as columns (Store.entries_after): entry, sha256, pdq, pdq_quality, replaces and
+        """Entries in id order, as columns (BankEntries.entries_after): entry, sha256, pdq, pdq_quality, replaces and
         FIELDS. One that replaces another retires it."""
         with self._lock:
             ids = np.asarray(new["entry"], dtype=np.int64)
