@@ -100,3 +100,40 @@ def test_huge_bomb_beyond_pillows_own_limit_is_too_many_pixels():
     raw = encode(Image.new("1", (20000, 20000)), "PNG")  # 400 MP: Pillow itself refuses at open
     with pytest.raises(TooManyPixels):
         decode(raw, LIMIT)
+
+
+def _noise(h: int, w: int) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(1).integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("w, h", [(300, 100), (100, 300)])
+def test_the_models_see_the_centre_square(w, h):
+    """Thirds of red, green and blue along the long side: the centre square is the green third, nothing else."""
+    a = np.zeros((h, w, 3), np.uint8)
+    for i in range(3):
+        if w > h:
+            a[:, i * 100:(i + 1) * 100, i] = 255
+        else:
+            a[i * 100:(i + 1) * 100, :, i] = 255
+    upload = decode(encode(Image.fromarray(a), "PNG"), LIMIT)
+    px = upload.pixels.astype(int)
+    assert (upload.width, upload.height, upload.format) == (w, h, "PNG")
+    # JPEG's chroma and the bicubic kernel blur the square's edges a little; a square off the centre shows a stripe
+    assert px[..., 1].min() >= 240 and px[..., 0].max() <= 30 and px[..., 2].max() <= 30, (px.min(), px.max())
+
+
+@pytest.mark.parametrize("w, h, detail, pixels_sha", [
+    # Regression pins, measured on this code: the crop box, the bicubic resampling with Pillow's reducing gap of 3,
+    # the grey levels and the CIFAKE JPEG encoding all move these numbers.
+    (300, 200, 24.797, "c28ec9c5d0b34e49"),
+    (200, 300, 24.686, "34944277229031bd"),
+    (120, 120, 47.785, "ea2fa02759ab1810"),
+    (400, 400, 12.327, "6cb890f9d7a9e750"),  # past DETAIL_SIDE: measured at 128 px
+    (40, 36, 29.658, "675463562ccc6d7f"),
+])
+def test_detail_lost_and_the_model_view_of_a_noise_image_are_pinned(w, h, detail, pixels_sha):
+    import hashlib
+
+    upload = decode(encode(_noise(h, w), "PNG"), LIMIT)
+    assert upload.detail_lost == detail
+    assert hashlib.sha256(upload.pixels.tobytes()).hexdigest()[:16] == pixels_sha

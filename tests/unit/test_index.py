@@ -148,3 +148,51 @@ def test_large_images_hash_the_same_at_any_size_and_close_to_a_full_resolution_h
         assert quality >= MIN_QUALITY
         assert distance(ours, pdq_of(im.resize((im.width // 2, im.height // 2), Image.LANCZOS))[0]) <= 8
         assert distance(ours, pdq_of(im, max_side=None)[0]) <= MAX_DISTANCE
+
+
+def test_entries_taken_one_at_a_time_each_keep_their_own_hash_and_fields():
+    """The columns grow as rows arrive; every row keeps its hash, its entry and what a match reports."""
+    rng = random.Random(1)
+    hashes = [f"{rng.getrandbits(256):064x}" for _ in range(12)]
+    index = Index()
+    for i, h in enumerate(hashes):
+        index.add(as_columns(entry(i + 1, h, note=None if i % 3 == 0 else f"note {i % 2}", bank=f"bank {i % 4}",
+                                   label="REAL" if i % 2 else "FAKE", scan_id=None, created_at=f"2026-12-0{i % 9 + 1}")))
+        index.add(as_columns(entry(i + 1, h)))  # seen already: skipped
+    assert len(index) == 12 and index.hash_bytes() == 12 * 32
+    for i, h in enumerate(hashes):
+        assert index.match(Hashes("0" * 64, h, 90)) == Match(
+            f"bank {i % 4}", i + 1, None, 0, "REAL" if i % 2 else "FAKE", None if i % 3 == 0 else f"note {i % 2}",
+            f"2026-12-0{i % 9 + 1}")
+
+
+def test_an_entry_without_a_quality_never_matches_by_pdq():
+    pdq = "5a" * 32
+    index = Index()
+    index.add(as_columns(entry(1, pdq, pdq_quality=None), entry(2, flipped(pdq, 9), pdq_quality=MIN_QUALITY)))
+    assert index.match(Hashes("0" * 64, pdq, 90)).entry == 2  # entry 1 is nearer, but has no quality
+    assert index.match(Hashes("0" * 64, pdq, 90)).distance == 9
+
+
+def test_a_batch_partly_seen_takes_only_its_new_rows():
+    index = Index()
+    index.add(as_columns(entry(1, "11" * 32), entry(2, "22" * 32)))
+    index.add(as_columns(entry(2, "33" * 32, note="again"), entry(3, "44" * 32)))
+    assert len(index) == 3
+    assert index.match(Hashes("0" * 64, "22" * 32, 90)).note == "note 2"
+    assert index.match(Hashes("0" * 64, "33" * 32, 90)) is None
+    assert index.match(Hashes("0" * 64, "44" * 32, 90)).entry == 3
+
+
+def test_pdq_of_a_large_image_hashes_a_bilinear_copy_at_most_pdq_side_and_leaves_the_image_alone():
+    rgb = Image.fromarray(np.random.default_rng(2).integers(0, 256, (150, 300, 3), dtype=np.uint8))
+    small = rgb.copy()
+    small.thumbnail((PDQ_SIDE, PDQ_SIDE), Image.BILINEAR)
+    assert small.size == (128, 64)
+    assert pdq_of(rgb) == pdq_of(small, max_side=None) != pdq_of(rgb, max_side=None)
+    assert pdq_of(rgb, max_side=200) == pdq_of(rgb.resize((200, 100), Image.BILINEAR), max_side=None)
+    assert rgb.size == (300, 150)
+    exact = Image.fromarray(np.random.default_rng(3).integers(0, 256, (100, PDQ_SIDE, 3), dtype=np.uint8))
+    assert pdq_of(exact) == pdq_of(exact, max_side=None)
+    h, quality = pdq_of(rgb)
+    assert len(h) == 64 and type(quality) is int

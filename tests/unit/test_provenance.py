@@ -223,3 +223,202 @@ def test_a_c2pa_read_past_its_deadline_is_killed_counted_and_the_next_read_works
     assert first.poll() is not None  # killed, not left running
     assert abandoned == [1]
     assert reader.read(raw, 10)["active_manifest"] and reader._proc.pid != first.pid  # a fresh reader
+
+
+# -- exact evidence: the detail and the generator reach the user in the verdict's reason ---------------------------
+GEN = "generation parameters (prompt, Steps, Sampler, Seed)"
+A1111_EVIDENCE = {
+    "A1111 JPEG UserComment": ("exif", f"UserComment: {GEN}", "AUTOMATIC1111 web UI (sd_xl_base_1.0)"),
+    "A1111 PNG parameters": ("png_text", f"parameters: {GEN}", "AUTOMATIC1111 web UI (sd_xl_base_1.0)"),
+    "A1111 WebP UserComment": ("exif", f"UserComment: {GEN}", "AUTOMATIC1111 web UI (sd_xl_base_1.0)"),
+    "ComfyUI prompt": ("png_text", "prompt: ComfyUI node graph", "ComfyUI"),
+    "ComfyUI workflow": ("png_text", "workflow: ComfyUI workflow", "ComfyUI"),
+    "Forge PNG parameters": ("png_text", f"parameters: {GEN}", "Forge (sd_xl_base_1.0)"),
+    "InvokeAI legacy": ("png_text", "sd-metadata: InvokeAI generation metadata", "InvokeAI"),
+    "InvokeAI metadata": ("png_text", "invokeai_metadata: InvokeAI generation metadata", "InvokeAI"),
+    "Midjourney Description": ("png_text", "Description: Midjourney prompt with Job ID", "Midjourney"),
+    "NovelAI PNG": ("png_text", "Software: NovelAI", "NovelAI"),
+    "NovelAI WebP UserComment": ("exif", "UserComment: NovelAI generation metadata", "NovelAI"),
+    "SwarmUI parameters": ("png_text", "parameters: SwarmUI sui_image_params", "SwarmUI"),
+    "XMP algorithmicMedia (WebP)": ("xmp", "IPTC DigitalSourceType algorithmicMedia", "Test Tool 1.0"),
+    "XMP compositeWithTrainedAlgorithmicMedia": ("xmp", "IPTC DigitalSourceType compositeWithTrainedAlgorithmicMedia",
+                                                 "Test Tool 1.0"),
+    "XMP trainedAlgorithmicMedia": ("xmp", "IPTC DigitalSourceType trainedAlgorithmicMedia", "Test Tool 1.0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(AI_FILES))
+def test_each_generator_marker_is_one_exact_piece_of_evidence(case):
+    source, detail, generator = A1111_EVIDENCE[case]
+    assert read(AI_FILES[case]()) == provenance.Provenance(True, (provenance.Evidence(source, detail, generator, True),))
+
+
+def test_capture_xmp_is_evidence_of_capture_and_ordinary_metadata_is_no_evidence():
+    assert read(ORDINARY["XMP digitalCapture"]()) == provenance.Provenance(False, (provenance.Evidence(
+        "xmp", "IPTC DigitalSourceType digitalCapture", "Test Tool 1.0", False),))
+    for case in ("camera EXIF", "editor text chunk", "editor XMP", "no metadata"):
+        assert read(ORDINARY[case]()) == provenance.NOTHING, case
+
+
+@pytest.mark.parametrize("key, text, expected", [
+    ("Comment", "x" * 10 + "sui_image_params", ("Comment: SwarmUI sui_image_params", "SwarmUI")),
+    ("fooocus_scheme", "fooocus", ("fooocus_scheme: Fooocus generation parameters", "Fooocus")),
+    ("parameters", "a cat\nSteps: 20, Seed: 5", (f"parameters: {GEN}", "AUTOMATIC1111 web UI")),
+    ("parameters", "Steps: 20, Sampler: Euler", (f"parameters: {GEN}", "AUTOMATIC1111 web UI")),
+    ("parameters", "a cat Steps: 20, Seed: 5", None),  # Steps only at the start of a line
+    ("parameters", "Steps: 20, Seed: 1, Model: m1\nForge version: f2", (f"parameters: {GEN}", "Forge (m1)")),
+    ("prompt", '{"class_type": "X"}', ("prompt: ComfyUI node graph", "ComfyUI")),
+    ("prompt", '{"class": "X"}', None),
+    ("other", '{"class_type": "X"}', None),
+    ("workflow", '{"nodes": []}', None),
+    ("workflow", '{"links": []}', None),
+    ("other", '{"nodes": [], "links": []}', None),
+    ("invokeai_graph", "{}", ("invokeai_graph: InvokeAI generation metadata", "InvokeAI")),
+    ("Dream", "a cat -s 50", ("Dream: InvokeAI generation metadata", "InvokeAI")),
+    ("software", "  NovelAI", ("software: NovelAI", "NovelAI")),
+    ("Software", "GIMP NovelAI", None),
+    ("Title", "NovelAI", None),
+    ("Comment", '{"software": "NovelAI"}', ("Comment: NovelAI generation metadata", "NovelAI")),
+    ("Comment", '{"Software": "NovelAI"}', ("Comment: NovelAI generation metadata", "NovelAI")),
+    ("Title", "Job ID: a7421d2f-b262-44f9-977c-ac23e9c7d3e3", None),
+    ("Description", "Job ID: a7421d2f-b262-44f9-977c-ac23e9c7d3e", None),
+    ("Description", "x" * provenance.MAX_TEXT + "sui_image_params", None),  # past what is looked at
+    ("Description", "x" * (provenance.MAX_TEXT - 16) + "sui_image_params", ("Description: SwarmUI sui_image_params",
+                                                                            "SwarmUI")),
+])
+def test_generator_marker(key, text, expected):
+    assert provenance.generator_marker(key, text) == expected
+
+
+@pytest.mark.parametrize("value, text", [
+    ("already text", "already text"),
+    (b"UNICODE\0" + "a cat\nSteps: 1".encode("utf-16-be"), "a cat\nSteps: 1"),
+    (b"UNICODE\0" + "a cat, Steps: 1".encode("utf-16-le"), "a cat, Steps: 1"),
+    (b"UNICODE\0" + "line one\nline two".encode("utf-16-le"), "line one\nline two"),
+    (b"UNICODE\0" + b"\x00\x01\x00", b"\x00\x01\x00".decode("utf-16-le", "replace")),  # neither reads cleanly: the last
+    (b"ASCII\0\0\0holiday", "holiday"),
+    (b"\0" * 8 + "caf\u00e9".encode(), "caf\u00e9"),
+    (b"ASCII\0\0\0" + b"y" * (2 * provenance.MAX_TEXT + 5), "y" * (2 * provenance.MAX_TEXT - 8)),
+])
+def test_user_comment(value, text):
+    assert provenance._user_comment(value) == text
+
+
+@pytest.mark.parametrize("manifest, generator", [
+    ({"claim_generator_info": [{"name": "Tool", "version": "2.1"}], "claim_generator": "old/1"}, "Tool 2.1"),
+    ({"claim_generator_info": [{"name": "Tool"}]}, "Tool"),
+    ({"claim_generator_info": [{"name": "Tool", "version": ""}]}, "Tool"),
+    ({"claim_generator_info": [{"version": "2"}], "claim_generator": "old/1"}, "old/1"),
+    ({"claim_generator_info": {"name": "Tool"}, "claim_generator": "old/1"}, "old/1"),
+    ({"claim_generator_info": ["Tool"], "claim_generator": "old/1"}, "old/1"),
+    ({"claim_generator_info": [], "claim_generator": "old/1"}, "old/1"),
+    ({}, None),
+])
+def test_claim_generator(manifest, generator):
+    assert provenance._generator(manifest) == generator
+
+
+def test_source_types_of_every_action_in_the_actions_assertions():
+    manifest = {"assertions": [
+        {"label": "c2pa.actions.v2", "data": {"actions": [
+            {"digitalSourceType": IPTC + "trainedAlgorithmicMedia", "softwareAgent": {"name": "Gen 1"}},
+            {"digitalSourceType": "digitalCapture", "softwareAgent": "Cam 2"},
+            {"digitalSourceType": "x/y/z", "softwareAgent": 7},
+            {"digitalSourceType": ""}, {"digitalSourceType": 5}, {"action": "c2pa.edited"}]}},
+        {"label": "stds.exif", "data": {"actions": [{"digitalSourceType": "notAnAction"}]}},
+        {"data": {"actions": [{"digitalSourceType": "unlabelled"}]}},
+        {"label": "c2pa.actions", "data": None}, {"label": "c2pa.actions"}, {"label": "c2pa.actions", "data": {"actions": None}}]}
+    assert provenance._source_types(manifest) == [("trainedAlgorithmicMedia", "Gen 1"), ("digitalCapture", "Cam 2"),
+                                                  ("z", None)]
+    assert provenance._source_types({"assertions": None}) == [] == provenance._source_types({})
+
+
+class Store:
+    """A C2PA reader that answers with a given manifest store (or times out), and records what it was asked."""
+
+    def __init__(self, store=None, timeout=False):
+        self.store, self.timeout, self.asked = store, timeout, []
+
+    def read(self, raw, timeout_s):
+        self.asked.append((raw, timeout_s))
+        if self.timeout:
+            raise ReadTimeout("late")
+        return self.store
+
+
+def manifest_store(*actions, status=(), generator="Tool 3"):
+    return {"active_manifest": "m2", "validation_status": [{"code": c} for c in status] + ["not a dict"],
+            "manifests": {"m1": {"claim_generator": "stale"}, "m2": {"claim_generator": generator, "assertions": [
+                {"label": "c2pa.actions", "data": {"actions": list(actions)}}]}}}
+
+
+AI = {"digitalSourceType": IPTC + "compositeWithTrainedAlgorithmicMedia", "softwareAgent": "Gen 5"}
+CAPTURE = {"digitalSourceType": IPTC + "digitalCapture"}
+SIGNED = {"valid": True, "trusted": True, "status": []}
+
+
+@pytest.mark.parametrize("store, expected", [
+    (manifest_store(CAPTURE, AI, {"digitalSourceType": IPTC + "trainedAlgorithmicMedia"}), provenance.Evidence(
+        "c2pa", "content credentials: digitalSourceType compositeWithTrainedAlgorithmicMedia", "Gen 5", True,
+        {"signature": SIGNED})),
+    (manifest_store({"digitalSourceType": IPTC + "algorithmicMedia"}, status=["assertion.dataHash.mismatch"]),
+     provenance.Evidence("c2pa", "content credentials: digitalSourceType algorithmicMedia", "Tool 3", True,
+                         {"signature": {"valid": False, "trusted": True, "status": ["assertion.dataHash.mismatch"]}})),
+    (manifest_store(CAPTURE, {"digitalSourceType": IPTC + "computationalCapture"}), provenance.Evidence(
+        "c2pa", "content credentials: digitalSourceType digitalCapture", "Tool 3", False, {"signature": SIGNED})),
+    (manifest_store(CAPTURE, status=["signingCredential.untrusted"]), provenance.Evidence(
+        "c2pa", "content credentials: digitalSourceType digitalCapture", "Tool 3", None,
+        {"signature": {"valid": True, "trusted": False, "status": ["signingCredential.untrusted"]}})),
+    (manifest_store(CAPTURE, status=["claimSignature.mismatch"]), provenance.Evidence(
+        "c2pa", "content credentials: digitalSourceType digitalCapture", "Tool 3", None,
+        {"signature": {"valid": False, "trusted": True, "status": ["claimSignature.mismatch"]}})),
+    (manifest_store({"digitalSourceType": IPTC + "digitalArt"}), provenance.Evidence(
+        "c2pa", "content credentials without a digital source type", "Tool 3", None, {"signature": SIGNED})),
+    ({"manifests": {"m1": {}}}, provenance.Evidence("c2pa", "content credentials without a digital source type", None,
+                                                    None, {"signature": SIGNED})),
+])
+def test_c2pa_evidence_from_the_active_manifest(store, expected):
+    reader = Store(store)
+    assert provenance.c2pa_evidence(b"..c2pa..", reader) == [expected]
+    assert reader.asked == [(b"..c2pa..", provenance.C2PA_TIMEOUT_S)]
+
+
+def test_c2pa_is_read_only_where_a_marker_is_and_a_late_read_is_reported():
+    reader = Store(manifest_store(AI))
+    assert provenance.c2pa_evidence(b"no marker here", reader) == [] and reader.asked == []
+    assert provenance.c2pa_evidence(b"x" * provenance.MAX_SCAN_BYTES + b"c2pa", reader) == [] and reader.asked == []
+    assert provenance.c2pa_evidence(b"..jumb..", reader)[0].ai_generated is True
+    assert provenance.c2pa_evidence(b"c2pa", Store(timeout=True)) == [
+        provenance.Evidence("c2pa", "manifest not read within 2 s", None, None)]
+    for store in (None, {}, {"manifests": []}, {"manifests": None}):
+        assert provenance.c2pa_evidence(b"c2pa", Store(store)) == []
+
+
+def test_read_joins_every_source_in_order_and_any_ai_claim_wins():
+    raw = xmp("digitalCapture") + b" c2pa " + xmp("trainedAlgorithmicMedia")
+    found = provenance.read(raw, None, Store(manifest_store(CAPTURE)))
+    assert found == provenance.Provenance(True, (
+        provenance.Evidence("c2pa", "content credentials: digitalSourceType digitalCapture", "Tool 3", False,
+                            {"signature": SIGNED}),
+        provenance.Evidence("xmp", "IPTC DigitalSourceType digitalCapture", "Test Tool 1.0", False),
+        provenance.Evidence("xmp", "IPTC DigitalSourceType trainedAlgorithmicMedia", "Test Tool 1.0", True)))
+    assert provenance.read(xmp("digitalCapture") + b"c2pa", None, Store(manifest_store(CAPTURE))).ai_generated is False
+    assert provenance.read(b"c2pa", None, Store(manifest_store())).ai_generated is None
+
+
+def test_xmp_found_twice_counts_once_and_a_packet_without_a_tool_names_none():
+    packet = xmp("trainedAlgorithmicMedia").decode()
+    bare = ('<x:xmpmeta><Iptc4xmpExt:DigitalSourceType>' + IPTC + 'digitalArt</Iptc4xmpExt:DigitalSourceType>'
+            '<b>' + IPTC + 'digitalArt</b></x:xmpmeta>')
+    assert provenance.xmp_evidence(packet.encode(), [packet, bare]) == [
+        provenance.Evidence("xmp", "IPTC DigitalSourceType trainedAlgorithmicMedia", "Test Tool 1.0", True),
+        provenance.Evidence("xmp", "IPTC DigitalSourceType digitalArt", None, None)]
+    assert provenance.xmp_evidence(b"x" * provenance.MAX_SCAN_BYTES + packet.encode(), []) == []
+
+
+def test_evidence_and_provenance_as_dicts():
+    e = provenance.Evidence("watermark", "mark", "FLUX", True, {"bits_matched": 40, "of": 46})
+    assert e.as_dict() == {"source": "watermark", "detail": "mark", "generator": "FLUX", "ai_generated": True,
+                           "bits_matched": 40, "of": 46}
+    assert provenance.Provenance(True, (e,)).as_dict() == {"ai_generated": True, "evidence": [e.as_dict()]}
+    assert provenance.NOTHING.as_dict() == {"ai_generated": None, "evidence": []}

@@ -143,3 +143,21 @@ def test_a_match_decides_before_the_models_and_says_when_and_what_was_reviewed()
     assert decide({"a": 0.01}, (4000, 3000), 30.0, match=same) == Decision(
         "FAKE", "review", "Seen before (the same file): reviewed as FAKE on .")
     assert decide({"a": 0.01}, match=Match("b", 9, None, 1, "FAKE", "", "2026-01-02")).reason.endswith("on 2026-01-02.")
+
+
+def test_every_field_of_the_rule_comes_from_its_own_parameter():
+    """Called here, not at import: a rule built at import time is built before any test runs."""
+    shared = json.dumps({"threshold": 0.6, "unsure_margin": 0.1, "max_detail_lost": 7.5, "max_side": 96,
+                         "confidence": {"native": 0.9, "resized": 0.8}})
+    rule = Rule.from_parameters({"a": {"ensemble_weight": "0.4", "verdict_rule": shared},
+                                 "b": {"ensemble_weight": "2", "verdict_rule": shared}})
+    assert (rule.weights, rule.threshold, rule.unsure_margin, rule.max_detail_lost, rule.max_side, rule.confidence) == (
+        {"a": 0.4, "b": 2.0}, 0.6, 0.1, 7.5, 96, {"native": 0.9, "resized": 0.8})
+    assert [type(v) for v in (rule.threshold, rule.unsure_margin, rule.max_detail_lost, rule.max_side)] == [
+        float, float, float, int]
+
+
+def test_an_upload_at_the_side_limit_with_too_much_detail_is_unsure_for_its_detail_not_its_size():
+    assert decide({"a": 0.99, "b": 0.99}, (128, 128), 12.0).reason == (
+        f"{DOMAIN} This 128x128 image is not one of those: it is detail that their 32x32 view discards "
+        "(12.0 > 8 grey levels). On images from outside CIFAKE their answers were no better than chance, so they do not decide.")

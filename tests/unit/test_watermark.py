@@ -101,3 +101,47 @@ def test_watermark_reading_can_be_switched_off_for_the_benchmark(photos):
     assert Examiner()(raw).provenance.ai_generated is True
     assert Examiner(watermarks=False)(raw).provenance == provenance.NOTHING
     assert from_env({"FAKELENS_WATERMARKS": "0"})["WATERMARKS"] is False and from_env({})["WATERMARKS"] is True
+
+
+def test_messages_are_read_most_significant_bit_first():
+    assert watermark._bits(0b1011, 4).tolist() == [1, 0, 1, 1]
+    assert watermark._bits(5, 6).tolist() == [0, 0, 0, 1, 0, 1]
+    assert watermark._bits(5, 6).dtype == np.uint8
+    assert watermark._text_bits(b"A\x80").tolist() == [0, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0]
+
+
+@pytest.fixture(scope="module")
+def tile() -> np.ndarray:
+    """256x256 noise: the smallest image a generator marks."""
+    return np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+
+
+def matched(rgb: np.ndarray, mark: watermark.Mark, swap: bool) -> int:
+    return int((watermark.decode_bits(watermark.block_votes(watermark.u_channel(rgb, swap)), len(mark.bits)) == mark.bits).sum())
+
+
+def test_a_mark_embedded_in_the_other_channel_order_is_found_too(tile):
+    flux = MARKS["FLUX"]
+    swapped = np.ascontiguousarray(embed(np.ascontiguousarray(tile[..., ::-1]), flux.bits)[..., ::-1])
+    assert matched(swapped, flux, False) < flux.min_matched and matched(swapped, flux, True) == 46
+    assert watermark.best_matches(swapped)["FLUX"] == 46
+    assert [(m.generator, bits) for m, bits in watermark.found(swapped)] == [("FLUX", 46)]
+
+
+def test_a_mark_with_exactly_its_threshold_of_bits_counts(tile):
+    sd2 = MARKS["Stable Diffusion 2"]
+    off = sd2.bits.copy()
+    off[[0, 5, 10, 20]] ^= 1  # four of 32 bits wrong: 28 match, the threshold
+    assert [(m.generator, bits) for m, bits in watermark.found(embed(tile, off))] == [("Stable Diffusion 2", 28)]
+
+
+def test_the_pixel_limits_are_inclusive_and_count_width_times_height(tile):
+    flux, sd2 = MARKS["FLUX"], MARKS["Stable Diffusion 2"]
+    marked = embed(tile, flux.bits)
+    assert watermark.best_matches(marked[:255])["FLUX"] == 46  # the mark is there, but 255x256 is under the limit
+    assert watermark.found(marked[:255]) == []
+    # 2048 x 4096 = MAX_PIXELS exactly, tiled from a marked tile (SD2's 32 bits repeat in step with the blocks)
+    big = np.tile(embed(tile, sd2.bits), (8, 16, 1))
+    assert big.shape[0] * big.shape[1] == watermark.MAX_PIXELS
+    assert [(m.generator, bits) for m, bits in watermark.found(big)] == [("Stable Diffusion 2", 32)]
+    assert watermark.found(np.tile(embed(tile, sd2.bits), (8, 17, 1))[:, :4097]) == []  # one column more
