@@ -7,7 +7,7 @@ MODEL_FLAGS := $(if $(MODEL),--model $(MODEL),)
 export FAKELENS_DATA ?= $(abspath ../shared/data)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: deps up check lint test k8s train finetune sweep tune evaluate export bench pdq scan-check soak chaos fuzz push-dashboards dashboards clean
+.PHONY: deps up check lint test k8s train finetune sweep tune evaluate export bench pdq scan-check soak chaos fuzz mutate push-dashboards dashboards clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -87,6 +87,12 @@ chaos: deps  ## Triton stopped, a gunicorn worker killed, a model unloaded, the 
 
 fuzz: deps  ## 10,000 fuzzed cases: uploads and the reviewer endpoints, against real stacks -> bench/results/fuzz.json
 	$(PY) -m bench.fuzz
+
+mutate: deps  ## mutation testing (mutmut, [tool.mutmut] in pyproject.toml): the core's verdict, judge, known images, upload reading, provenance vs tests/unit (JOBS=2)
+	rm -rf mutants
+	time env -u PYTHONPATH FAKELENS_REALWORLD=$(abspath ../shared/realworld-dev) $(VENV)/bin/mutmut run --max-children $(or $(JOBS),2)
+	@mkdir -p .cache && $(VENV)/bin/mutmut results --all true > .cache/mutmut-results.txt
+	@echo "every mutant's outcome: .cache/mutmut-results.txt; survivors: \`mutmut show NAME\`, the equivalent ones in tests/mutants-equivalent.md"
 
 clean:  ## logs and caches; never .data/ (the scan records, reviews and banks of `make up`)
 	rm -rf .run .cache
