@@ -1,8 +1,8 @@
-"""`make fuzz`: the hypothesis fuzz tests (tests/test_fuzz.py) at benchmark size, against a real stack.
+"""`make fuzz`: the hypothesis fuzz tests (tests/stack/test_fuzz.py) at benchmark size, against a real stack.
 
     python -m bench.fuzz --cases 10000
 
-Each fuzz test (tests.test_fuzz.FUZZ_TESTS) is asked for an equal share of the cases; every response
+Each fuzz test (tests.stack.test_fuzz.FUZZ_TESTS) is asked for an equal share of the cases; every response
 must be < 500 with a JSON body, and the gateways must be healthy afterwards. The cases reported are
 the requests the tests sent (some send two a case), counted by status code as they ran (hypothesis
 may run fewer or more than asked).
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench import RESULTS
 from stack.launch import ROOT
-from tests.test_fuzz import FUZZ_TESTS
+from tests.stack.test_fuzz import FUZZ_TESTS
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "sent.json"
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_fuzz.py"],
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/stack/test_fuzz.py"],
                               cwd=ROOT, env={**os.environ, "FAKELENS_FUZZ_EXAMPLES": str(per_test),
                                              "FAKELENS_FUZZ_REPORT": str(report)})
         sent = json.loads(report.read_text()) if report.is_file() else {}
