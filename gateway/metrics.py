@@ -40,7 +40,7 @@ AGREEMENT = Counter("fakelens_review_agreement_total", "Reviewed scans: whether 
 
 # Label values known in advance, written as zeros when a worker starts, so that every dashboard panel has
 # a series to show on a fresh stack (a counter that was never incremented does not exist for Prometheus).
-# tests/test_dashboards.py checks that every reason the gateway can give is listed here.
+# tests/stack/test_dashboards.py checks that every reason the gateway can give is listed here.
 VERDICT_LABELS = ("REAL", "FAKE", "UNSURE")
 EVIDENCE_SOURCES = ("c2pa", "xmp", "png_text", "exif", "watermark")
 ERROR_REASONS = ("bad_request", "missing_image", "too_many_images", "bad_image", "too_many_pixels", "too_large",

@@ -1,5 +1,5 @@
 """The tables of scan records, reviews and banks, as the models see them. The Alembic migrations
-(gateway/migrations) build the same schema; tests/test_migrations.py checks that they agree."""
+(gateway/migrations) build the same schema; tests/stack/test_store.py checks that they agree."""
 from __future__ import annotations
 
 import datetime as dt
