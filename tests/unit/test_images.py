@@ -129,7 +129,10 @@ def test_the_models_see_the_centre_square(w, h):
     (200, 300, 24.686, "34944277229031bd"),
     (120, 120, 47.785, "ea2fa02759ab1810"),
     (400, 400, 12.327, "6cb890f9d7a9e750"),  # past DETAIL_SIDE: measured at 128 px
+    (800, 800, 6.203, "d241a9bfe683228c"),  # 6x DETAIL_SIDE: Pillow's reducing gap halves it first (6.198 without)
     (40, 36, 29.658, "675463562ccc6d7f"),
+    (60, 97, 42.967, "abc632a9628361b0"),  # an odd margin: the square starts on a whole pixel, not half-way
+    (97, 60, 43.405, "f1f07234ef01083e"),
 ])
 def test_detail_lost_and_the_model_view_of_a_noise_image_are_pinned(w, h, detail, pixels_sha):
     import hashlib

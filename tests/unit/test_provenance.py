@@ -298,6 +298,7 @@ def test_generator_marker(key, text, expected):
     (b"UNICODE\0" + b"\x00\x01\x00", b"\x00\x01\x00".decode("utf-16-le", "replace")),  # neither reads cleanly: the last
     (b"ASCII\0\0\0holiday", "holiday"),
     (b"\0" * 8 + "caf\u00e9".encode(), "caf\u00e9"),
+    (b"ASCII\0\0\0\xff\xfeabc", "\ufffd\ufffdabc"),  # bytes that are not UTF-8 are replaced, not an error
     (b"ASCII\0\0\0" + b"y" * (2 * provenance.MAX_TEXT + 5), "y" * (2 * provenance.MAX_TEXT - 8)),
 ])
 def test_user_comment(value, text):
@@ -320,6 +321,7 @@ def test_claim_generator(manifest, generator):
 
 def test_source_types_of_every_action_in_the_actions_assertions():
     manifest = {"assertions": [
+        {"label": "stds.schema-org.CreativeWork", "data": {"author": "x"}},  # skipped, and the rest still read
         {"label": "c2pa.actions.v2", "data": {"actions": [
             {"digitalSourceType": IPTC + "trainedAlgorithmicMedia", "softwareAgent": {"name": "Gen 1"}},
             {"digitalSourceType": "digitalCapture", "softwareAgent": "Cam 2"},

@@ -126,6 +126,8 @@ def test_a_mark_embedded_in_the_other_channel_order_is_found_too(tile):
     assert matched(swapped, flux, False) < flux.min_matched and matched(swapped, flux, True) == 46
     assert watermark.best_matches(swapped)["FLUX"] == 46
     assert [(m.generator, bits) for m, bits in watermark.found(swapped)] == [("FLUX", 46)]
+    assert provenance.watermark_evidence(swapped) == [provenance.Evidence(
+        "watermark", "invisible DWT-DCT watermark, 46 of 46 bits", "FLUX", True, {"bits_matched": 46, "of": 46})]
 
 
 def test_a_mark_with_exactly_its_threshold_of_bits_counts(tile):
