@@ -140,3 +140,11 @@ def test_detail_lost_and_the_model_view_of_a_noise_image_are_pinned(w, h, detail
     upload = decode(encode(_noise(h, w), "PNG"), LIMIT)
     assert upload.detail_lost == detail
     assert hashlib.sha256(upload.pixels.tobytes()).hexdigest()[:16] == pixels_sha
+
+
+def test_pixels_that_did_not_come_through_open_rgb_have_no_format():
+    from fakelens.images import view
+
+    upload = view(Image.new("RGB", (32, 32), (1, 2, 3)))
+    assert upload.format == "" and (upload.width, upload.height, upload.detail_lost) == (32, 32, 0.0)
+    assert (upload.pixels == [1, 2, 3]).all()

@@ -424,3 +424,41 @@ def test_evidence_and_provenance_as_dicts():
                            "bits_matched": 40, "of": 46}
     assert provenance.Provenance(True, (e,)).as_dict() == {"ai_generated": True, "evidence": [e.as_dict()]}
     assert provenance.NOTHING.as_dict() == {"ai_generated": None, "evidence": []}
+
+
+# -- XMP as Pillow reads it: what the raw scan cannot see ------------------------------------------------------------
+RDF = (f'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+       f'Iptc4xmpExt:DigitalSourceType="{IPTC}trainedAlgorithmicMedia"/></rdf:RDF>').encode()
+TRAINED = provenance.Evidence("xmp", "IPTC DigitalSourceType trainedAlgorithmicMedia", None, True)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP"])
+def test_an_xmp_packet_without_its_xmpmeta_wrapper_is_read_through_pillow(fmt):
+    """The raw scan looks for <x:xmpmeta>; a bare rdf:RDF packet is only found in Pillow's copy of it."""
+    assert read(picture(fmt, xmp=RDF)) == provenance.Provenance(True, (TRAINED,))
+    assert read(picture(fmt, xmp=RDF + b"\xff\xfe")) == provenance.Provenance(True, (TRAINED,))  # not UTF-8: replaced
+
+
+def test_only_the_first_mebibyte_of_an_xmp_packet_is_looked_at():
+    assert read(picture("WEBP", xmp=b" " * (4 * provenance.MAX_TEXT) + RDF)) == provenance.NOTHING
+    # counted in bytes before decoding: 2-byte characters fill the first mebibyte at half as many characters
+    assert read(picture("WEBP", xmp="\u00e9".encode() * (2 * provenance.MAX_TEXT) + RDF)) == provenance.NOTHING
+    assert read(picture("WEBP", xmp=b" " * (4 * provenance.MAX_TEXT - len(RDF)) + RDF)) == provenance.Provenance(
+        True, (TRAINED,))
+
+
+def test_a_png_xmp_chunk_is_read_as_xmp_not_as_generator_text():
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", '<x:xmpmeta xmlns:x="adobe:ns:meta/"><dc:description>a cat\nSteps: 20, '
+                                       'Sampler: Euler</dc:description></x:xmpmeta>', zip=True)
+    assert read(picture("PNG", pnginfo=info)) == provenance.NOTHING
+
+
+def test_a_compressed_png_xmp_text_chunk_is_read_through_pillow():
+    """zTXt: Pillow hands it over as text under its chunk key only, and the raw scan sees compressed bytes."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("XML:com.adobe.xmp", xmp("trainedAlgorithmicMedia").decode(), zip=True)
+    raw = picture("PNG", pnginfo=info)
+    assert b"trainedAlgorithmicMedia" not in raw
+    assert read(raw) == provenance.Provenance(True, (provenance.Evidence(
+        "xmp", "IPTC DigitalSourceType trainedAlgorithmicMedia", "Test Tool 1.0", True),))
