@@ -196,3 +196,21 @@ def test_pdq_of_a_large_image_hashes_a_bilinear_copy_at_most_pdq_side_and_leaves
     assert pdq_of(exact) == pdq_of(exact, max_side=None)
     h, quality = pdq_of(rgb)
     assert len(h) == 64 and type(quality) is int
+
+
+def test_a_retired_row_kept_in_the_index_never_matches_and_nor_does_a_row_without_a_hash():
+    pdq = "5a" * 32
+    index = Index()
+    index.add(as_columns(entry(1, pdq), entry(2, "11" * 32), entry(3, "22" * 32), entry(4, None, sha256="d" * 64)))
+    index.add(as_columns(entry(5, pdq, label="REAL", replaces=1)))
+    assert len(index) == 5  # one of five retired: still scanned
+    assert index.match(Hashes("0" * 64, pdq, 90)) == Match("reviewed", 5, "s5", 0, "REAL", "note 5", WHEN)
+    assert index.match(Hashes("0" * 64, "00" * 32, 90)) is None  # entry 4 has no hash: its row is not all zeros to match
+
+
+def test_each_distinct_string_is_stored_once():
+    index = Index()
+    index.add(as_columns(*[entry(n, f"{n:064x}", note="same") for n in range(1, 6)]))
+    index.add(as_columns(entry(6, f"{6:064x}", note="same")))
+    assert sorted(index._strings, key=str) == sorted([None, "reviewed", "FAKE", "same", WHEN, *(f"s{n}" for n in range(1, 7))],
+                                                     key=str)
