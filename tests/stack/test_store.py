@@ -239,7 +239,7 @@ def test_an_index_takes_up_every_bank_entry_when_two_writers_overlap(url):
     """A review in one worker while another imports a list: the entry of the writer that began first is
     taken up too, though the other finished while it was under way (ids are handed out before commit).
     On PostgreSQL the first is held past the lock timeout: the review waits for an import, not fails."""
-    from fakelens.known import Index
+    from fakelens.known import Hashes, Index
 
     stores = first, second, reader = Storage(url), Storage(url), Storage(url)
     for storage in stores:
@@ -275,7 +275,7 @@ def test_an_index_takes_up_every_bank_entry_when_two_writers_overlap(url):
         t.join()
     assert not errors, errors
     index.sync(reader.banks)
-    assert index.match("0" * 64, "5a" * 32, 90) is not None and index.match("0" * 64, "a5" * 32, 90) is not None
+    assert index.match(Hashes("0" * 64, "5a" * 32, 90)) is not None and index.match(Hashes("0" * 64, "a5" * 32, 90)) is not None
 
 
 def test_sqlite_reads_do_not_wait_for_the_writer(tmp_path):
@@ -321,7 +321,7 @@ def test_sqlite_writers_queued_behind_a_lock_timeout_do_not_each_wait_out_their_
 
 
 def test_an_index_takes_up_a_large_import_a_chunk_at_a_time_and_all_of_it_at_start(url):
-    from fakelens.known import SYNC_ROWS, Index
+    from fakelens.known import SYNC_ROWS, Hashes, Index
 
     storage = Storage(url)
     n = 2 * SYNC_ROWS + 10
@@ -334,4 +334,4 @@ def test_an_index_takes_up_a_large_import_a_chunk_at_a_time_and_all_of_it_at_sta
     assert index.sync(storage.banks) and len(index) == 2 * SYNC_ROWS + 10  # caught up: nothing read twice
     at_start = Index()
     at_start.take_up(storage.banks)
-    assert len(at_start) == 2 * SYNC_ROWS + 10 and at_start.match("0" * 64, f"{7:064x}", 100)["note"] == "list"
+    assert len(at_start) == 2 * SYNC_ROWS + 10 and at_start.match(Hashes("0" * 64, f"{7:064x}", 100)).note == "list"

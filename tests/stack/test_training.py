@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,11 +10,11 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from stack.twin import read_config
+from tests.conftest import ROOT
 from training import data, evaluate, export, headroom, train
 from training.loop import Recipe, augmentations, fit, pick_device, translate
 from training.nets import cnn, flip_averaged, normalise
 
-ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = sorted(p.parent.name for p in (ROOT / "model_repository").glob("*/config.pbtxt"))
 
 

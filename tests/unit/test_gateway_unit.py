@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from tritonclient.utils import InferenceServerException
 
 from gateway.app import create_app
-from tests.unit.test_backends import RULE, FakeTriton, config
+from tests.fakes import RULE, FakeTriton, config
 
 
 def closed_port() -> int:
