@@ -7,7 +7,7 @@ MODEL_FLAGS := $(if $(MODEL),--model $(MODEL),)
 export FAKELENS_DATA ?= $(abspath ../shared/data)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: deps up check lint test k8s train finetune sweep tune evaluate export bench pdq scan-check soak chaos fuzz mutate push-dashboards dashboards clean
+.PHONY: deps up check lint test compose-test k8s train finetune sweep tune evaluate export bench pdq scan-check soak chaos fuzz mutate push-dashboards dashboards clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -25,6 +25,12 @@ define apt_install
 	@missing=""; for p in $(1); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing with apt:$$missing"; \
 	  $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi
+endef
+
+# The Docker engine (Debian's docker.io; its dockerd is in /usr/sbin) and mmdebstrap for the deployment test's base image.
+define docker_install
+	@command -v dockerd >/dev/null && command -v mmdebstrap >/dev/null || { echo "installing with apt: docker.io mmdebstrap"; \
+	  $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker.io mmdebstrap; }
 endef
 
 # PostgreSQL's binaries are not on PATH (/usr/lib/postgresql/<version>/bin): checked by path.
@@ -45,10 +51,16 @@ check: deps  ## the unit tier (under a minute): tests/unit, no started processes
 lint: deps  ## ruff, configured in pyproject.toml
 	$(PY) -m ruff check .
 
-test: deps  ## every test, starting the real processes on free loopback ports
+test: deps  ## every test, starting the real processes on free loopback ports (and the compose deployment, below)
 	$(call apt_install,prometheus nginx chromium docker-compose)
 	$(pg_install)
+	$(docker_install)
 	$(PY) -m pytest -q tests
+
+compose-test: deps  ## docker-compose -f docker-compose.cpu.yml up for real, on stand-in images built here (root; about 7-8 min)
+	$(call apt_install,docker-compose)
+	$(docker_install)
+	$(PY) -m pytest -q -s tests/stack/test_compose_up.py
 
 train: deps  ## all three models (MODEL=baseline_cnn|tuned_cnn|resnet50 for one; SET="key=value ..." overrides the recipe)
 	$(PY) -m training.train $(MODEL_FLAGS) $(foreach s,$(SET),--set $(s))

@@ -145,3 +145,27 @@ def test_gateway_requirements_have_no_torch():
     lines = (ROOT / "gateway" / "requirements.txt").read_text().lower().splitlines()
     packages = [line.split("==")[0] for line in lines if line.strip() and not line.startswith("#")]
     assert packages and not [p for p in packages if "torch" in p], packages
+
+
+STOCK = {"triton": "nvcr.io/nvidia/tritonserver:25.11-py3", "nginx": "nginx:1.27.3-alpine",
+         "postgres": "postgres:15.10-alpine", "prometheus": "prom/prometheus:v2.53.2", "grafana": "grafana/grafana:11.3.0"}
+IMAGE_VARS = {"triton": "TRITON_IMAGE", "nginx": "NGINX_IMAGE", "postgres": "POSTGRES_IMAGE",
+              "prometheus": "PROMETHEUS_IMAGE", "grafana": "GRAFANA_IMAGE"}
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_images_default_to_the_stock_ones_and_each_is_a_variable(name, monkeypatch):
+    for var in [*IMAGE_VARS.values(), "PYTHON_IMAGE", "GATEWAY_IMAGE"]:
+        monkeypatch.delitem(ENV, var, raising=False)
+    cfg = resolved(name)["services"]
+    assert {svc: cfg[svc]["image"] for svc in STOCK} == STOCK
+    assert cfg["gateway"]["build"]["args"] == {"PYTHON_IMAGE": "python:3.11-slim"}
+    assert cfg["gateway"]["image"] == "fakelens-gateway:latest"
+    # The Dockerfile's own default is the same stock image, for a plain `docker build`.
+    assert "ARG PYTHON_IMAGE=python:3.11-slim\nFROM ${PYTHON_IMAGE}\n" in (ROOT / "gateway" / "Dockerfile").read_text()
+    for svc, var in IMAGE_VARS.items():
+        monkeypatch.setitem(ENV, var, f"standin-{svc}:test")
+    monkeypatch.setitem(ENV, "PYTHON_IMAGE", "standin-python:test")
+    cfg = resolved(name)["services"]
+    assert {svc: cfg[svc]["image"] for svc in STOCK} == {svc: f"standin-{svc}:test" for svc in STOCK}
+    assert cfg["gateway"]["build"]["args"] == {"PYTHON_IMAGE": "standin-python:test"}
