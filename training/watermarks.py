@@ -116,7 +116,7 @@ def measure(folder: Path) -> dict:
     for name, images in unmarked(folder).items():
         scores = [watermark.best_matches(rgb) for rgb in tqdm(images, desc=name, unit="image")]
         report["unmarked"][name] = {"images": len(images), "max_matched": {g: max(s[g] for s in scores) for g in best},
-                                    "false_positives": sum(bool(watermark.evidence(rgb)) for rgb in images)}
+                                    "false_positives": sum(bool(watermark.found(rgb)) for rgb in images)}
         for g in best:
             best[g] = max(best[g], report["unmarked"][name]["max_matched"][g])
     for m in watermark.MARKS:
