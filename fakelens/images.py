@@ -60,9 +60,7 @@ def _open(raw: bytes, max_pixels: int) -> Image.Image:
         raise BadImage(f"unreadable image header: {exc}") from None
     if img.format not in FORMATS:
         raise BadImage(f"{img.format} images are not accepted (accepted: {ACCEPTED})")
-    w, h = img.size
-    if w < 1 or h < 1:
-        raise BadImage(f"image has no pixels ({w}x{h})")
+    w, h = img.size  # never 0: Pillow refuses to open an image without pixels
     if w * h > max_pixels:  # checked from the header, before anything is decoded
         raise TooManyPixels(f"image is {w}x{h} = {w * h:,} pixels; the limit is {max_pixels:,}")
     return img

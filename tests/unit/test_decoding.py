@@ -58,11 +58,6 @@ def test_a_colour_key_marks_transparent_pixels_of_an_rgb_image():
     assert np.asarray(open_rgb(png(img, transparency=(10, 20, 30)))).tolist() == [[[255, 255, 255], [40, 50, 60]]]
 
 
-@pytest.mark.parametrize("size", [(1, 5), (5, 1), (1, 1)])
-def test_one_pixel_wide_or_high_images_are_images(size):
-    assert decode(png(Image.new("RGB", size, (1, 2, 3)))).width == size[0]
-
-
 @pytest.mark.parametrize("raw, message", [
     (b"", "the file is empty"),
     (b"BM" + b"\0" * 12 + b"\x05\0\0\0" + b"\0" * 40, "unreadable image header: Unsupported BMP header type (5)"),
