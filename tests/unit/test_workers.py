@@ -75,3 +75,22 @@ os._exit(0)"""], cwd=ROOT, capture_output=True, text=True, check=True).stdout.st
     gunicorn_conf.on_exit(SimpleNamespace(app=SimpleNamespace(wsgi=lambda: app)))
     assert sorted(p.name for p in tmp_path.glob("fakelens.db*")) == ["fakelens.db"]
     assert Storage(url).scans.scan(scan_id)["verdict"] == "UNSURE"  # folded in, not lost
+
+
+def test_a_review_is_matched_at_once_by_the_worker_that_stored_it(tmp_path):
+    """No follower runs in this app (follow=False): only the reviewing request itself can bring the entry into the
+    index, as it must, so that the reviewer's next upload of a copy is decided by the review (it once waited for the
+    worker's next sync)."""
+    from gateway.app import create_app
+
+    (tmp_path / "keys").write_text("reviewer-key-1 reviewer\n")
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'fakelens.db'}", "RESULTS_DIR": str(tmp_path),
+                      "API_KEYS_FILE": str(tmp_path / "keys")}, follow=False)
+    storage, index = app.extensions["storage"], app.extensions["index"]
+    [scan_id] = storage.scans.record([{**SCAN, "sha256": "e" * 64, "pdq": "5a" * 32, "pdq_quality": 90}])
+    assert index.match(Hashes("e" * 64, "5a" * 32, 90)) is None and "threads" not in app.extensions
+    r = app.test_client().post(f"/v1/scans/{scan_id}/review", json={"label": "FAKE", "note": "seen"},
+                               headers={"Authorization": "Bearer reviewer-key-1"})
+    assert r.status_code == 201, r.get_data(as_text=True)
+    match = index.match(Hashes("f" * 64, "5b" + "5a" * 31, 90))
+    assert (match.scan_id, match.label, match.note, match.distance) == (scan_id, "FAKE", "seen", 1)
